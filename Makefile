@@ -1,0 +1,48 @@
+# slimlab — the two commands a newcomer needs: `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PROFILE ?= quick
+NOTEBOOKS := $(sort $(wildcard notebooks/0*.ipynb))
+NBVAL := --nbval-lax --nbval-current-env --sanitize-with tests/nbval_sanitize.cfg
+
+.PHONY: run test unit nbtest lab install clean benchmarks
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	@touch $@
+
+install: $(VENV)/.installed
+
+## run the whole course headless (every notebook in order) into build/
+run: install
+	@mkdir -p build/notebooks
+	@for nb in $(NOTEBOOKS); do \
+	  echo ">>> $$nb (profile $(PROFILE))"; \
+	  SLIMLAB_PROFILE=$(PROFILE) $(VENV)/bin/jupyter nbconvert --to notebook --execute \
+	    --ExecutePreprocessor.timeout=-1 --output-dir build/notebooks "$$nb" || exit 1; \
+	done
+	@if $(PY) -c "import slimlab.report" 2>/dev/null; then SLIMLAB_PROFILE=$(PROFILE) $(PY) -m slimlab.report; fi
+	@echo "Executed notebooks: $(CURDIR)/build/notebooks/"
+	@ls build/claims_report.* 2>/dev/null || true
+
+## unit tests + every notebook under nbval, quick profile
+test: install
+	SLIMLAB_PROFILE=quick $(PY) -m pytest -q tests
+	SLIMLAB_PROFILE=quick $(PY) -m pytest -q -p no:cacheprovider $(NBVAL) $(NOTEBOOKS)
+
+unit: install
+	SLIMLAB_PROFILE=quick $(PY) -m pytest -q tests
+
+lab: install
+	$(VENV)/bin/jupyter lab notebooks/
+
+benchmarks: install
+	$(PY) benchmarks/train_throughput.py
+
+clean:
+	rm -rf build .pytest_cache

@@ -1,0 +1,267 @@
+"""One training loop and one evaluation function for the whole course.
+
+`fit` trains any classifier on in-memory uint8 images: SGD with Nesterov momentum, a
+one-cycle (or cosine) learning-rate schedule, label smoothing, weight decay, batch-level
+augmentation, channels_last on CPU, and the fastest device present (CUDA, then Apple
+MPS, then CPU). Two hooks let later notebooks reuse it unchanged:
+
+* `extra_loss(model, x, y, logits) -> tensor` is added to the loss (distillation, hints);
+* `on_step(step, total_steps, model)` runs after every optimiser step (pruning schedules,
+  re-applying masks, quantization-aware training).
+
+With `checkpoint=path` the state is saved atomically after every epoch, and a later call
+with the same path resumes where it stopped.
+"""
+from __future__ import annotations
+
+import math
+import os
+import random
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .data import batches, to_float
+
+SCHEDULES = ("onecycle", "cosine", "constant")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch; the same seed gives the same numbers on CPU."""
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+
+
+def default_device() -> torch.device:
+    """CUDA if present, then Apple MPS, then the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+@dataclass
+class TrainConfig:
+    """How to train. `steps`, when set, overrides `epochs`."""
+    epochs: float = 10
+    steps: int | None = None
+    batch_size: int = 128
+    lr: float = 0.1           # peak learning rate
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.1
+    schedule: str = "onecycle"
+    warmup: float = 0.15      # fraction of steps spent rising (one-cycle) or warming up (cosine)
+    augment: bool = True
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.steps is None and not (self.epochs > 0):
+            raise ValueError(f"epochs must be > 0, got {self.epochs}")
+        if self.steps is not None and (not isinstance(self.steps, int) or self.steps <= 0):
+            raise ValueError(f"steps must be a positive int or None, got {self.steps!r}")
+        if not isinstance(self.batch_size, int) or self.batch_size <= 0:
+            raise ValueError(f"batch_size must be a positive int, got {self.batch_size!r}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if not 0 <= self.warmup < 1:
+            raise ValueError(f"warmup must be in [0, 1), got {self.warmup}")
+        if self.weight_decay < 0 or not 0 <= self.momentum < 1:
+            raise ValueError("weight_decay must be >= 0 and momentum in [0, 1)")
+
+
+@dataclass
+class History:
+    """What `fit` saw: one row per epoch (or per evaluation)."""
+    epoch: list[float] = field(default_factory=list)
+    step: list[int] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)
+    train_acc: list[float] = field(default_factory=list)   # % on the augmented batches seen
+    val_loss: list[float] = field(default_factory=list)
+    val_acc: list[float] = field(default_factory=list)     # % (nan when no validation set)
+    seconds: list[float] = field(default_factory=list)     # wall time since the start
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
+    """Learning rate at `step` of `total` under `cfg.schedule`."""
+    t = step / max(1, total)
+    if cfg.schedule == "constant":
+        return cfg.lr
+    if cfg.schedule == "onecycle":  # linear up from lr/10 to lr, then linear down to 0
+        if t < cfg.warmup:
+            return cfg.lr * (0.1 + 0.9 * t / cfg.warmup)
+        return cfg.lr * max(0.0, (1 - t) / (1 - cfg.warmup))
+    # cosine with linear warm-up
+    if t < cfg.warmup:
+        return cfg.lr * t / cfg.warmup
+    return 0.5 * cfg.lr * (1 + math.cos(math.pi * (t - cfg.warmup) / (1 - cfg.warmup)))
+
+
+def _atomic_torch_save(obj, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _check_xy(x, y, what="x, y"):
+    if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
+        raise TypeError(f"{what} must be torch tensors")
+    if x.dim() != 4:
+        raise ValueError(f"images must be (N, C, H, W), got shape {tuple(x.shape)}")
+    if len(x) != len(y) or len(y) == 0:
+        raise ValueError(f"images and labels must be non-empty and of equal length, got {len(x)} and {len(y)}")
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 500,
+            device: torch.device | str | None = None) -> torch.Tensor:
+    """Logits (N, classes) for uint8 or float images, in eval mode, on the CPU."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    dev = torch.device(device) if device is not None else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    out = []
+    for i in range(0, len(x), batch_size):
+        xb = to_float(x[i:i + batch_size]).to(dev)
+        if dev.type == "cpu":
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        out.append(model(xb).float().cpu())
+    model.train(was_training)
+    return torch.cat(out)
+
+
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500,
+             device: torch.device | str | None = None) -> dict[str, float]:
+    """{'acc': accuracy in %, 'loss': mean cross-entropy} of `model` on images `x`, labels `y`."""
+    _check_xy(x, y)
+    logits = predict(model, x, batch_size, device)
+    return {"acc": 100.0 * (logits.argmax(1) == y).float().mean().item(),
+            "loss": F.cross_entropy(logits, y).item()}
+
+
+def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig | None = None, *,
+        val: tuple[torch.Tensor, torch.Tensor] | None = None,
+        extra_loss: Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+        on_step: Callable[[int, int, nn.Module], None] | None = None,
+        checkpoint: str | os.PathLike | None = None, device: torch.device | str | None = None,
+        progress: bool = True, desc: str = "training") -> History:
+    """Train `model` in place on uint8 images `x` (N, 3, 32, 32) and labels `y`; return its History."""
+    from tqdm.auto import tqdm
+
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    cfg = config if config is not None else TrainConfig()
+    if not isinstance(cfg, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig, got {type(cfg).__name__}")
+    cfg.validate()
+    _check_xy(x, y)
+    if val is not None:
+        _check_xy(*val, what="val")
+    dev = torch.device(device) if device is not None else default_device()
+    model.to(dev)
+    if dev.type == "cpu":
+        model.to(memory_format=torch.channels_last)
+
+    steps_per_epoch = max(1, len(y) // cfg.batch_size)
+    total = cfg.steps if cfg.steps is not None else max(1, round(cfg.epochs * steps_per_epoch))
+    n_epochs = math.ceil(total / steps_per_epoch)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                          nesterov=cfg.nesterov and cfg.momentum > 0, weight_decay=cfg.weight_decay)
+    hist, step, start_epoch, elapsed = History(), 0, 0, 0.0
+    ckpt = Path(checkpoint) if checkpoint is not None else None
+    if ckpt is not None and ckpt.is_file():
+        state = torch.load(ckpt, map_location=dev, weights_only=True)
+        if state["config"] != asdict(cfg):
+            raise ValueError(f"checkpoint {ckpt} was written with another TrainConfig; "
+                             "delete it or use the same config to resume")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        hist = History(**state["history"])
+        step, start_epoch, elapsed = state["step"], state["epoch"], state["seconds"]
+
+    t0 = time.perf_counter() - elapsed
+    bar = tqdm(total=total, initial=step, desc=desc, disable=not progress, unit="step", mininterval=1.0)
+    model.train()
+    for epoch in range(start_epoch, n_epochs):
+        g = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+        loss_sum = torch.zeros((), dtype=torch.float64)
+        correct = torch.zeros((), dtype=torch.int64)
+        seen = 0
+        for xb, yb in batches(x, y, cfg.batch_size, shuffle=True, augment_data=cfg.augment,
+                              generator=g, drop_last=len(y) >= cfg.batch_size):
+            if step >= total:
+                break
+            lr = lr_at(step, total, cfg)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            xb, yb = xb.to(dev, non_blocking=True), yb.to(dev, non_blocking=True)
+            if dev.type == "cpu":
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            logits = model(xb)
+            loss = F.cross_entropy(logits, yb, label_smoothing=cfg.label_smoothing)
+            if extra_loss is not None:
+                loss = loss + extra_loss(model, xb, yb, logits)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            if on_step is not None:
+                on_step(step, total, model)
+            loss_sum += loss.detach().double().cpu() * len(yb)
+            correct += (logits.detach().argmax(1) == yb).sum().cpu()
+            seen += len(yb)
+            bar.update(1)
+        if seen:
+            hist.epoch.append(round(step / steps_per_epoch, 4))
+            hist.step.append(step)
+            hist.lr.append(lr)
+            hist.train_loss.append(loss_sum.item() / seen)
+            hist.train_acc.append(100.0 * correct.item() / seen)
+            if val is not None:
+                m = evaluate(model, val[0], val[1], device=dev)
+                model.train()
+                hist.val_acc.append(m["acc"])
+                hist.val_loss.append(m["loss"])
+                bar.set_postfix(val_acc=f"{m['acc']:.2f}%", refresh=False)
+            else:
+                hist.val_acc.append(float("nan"))
+                hist.val_loss.append(float("nan"))
+            hist.seconds.append(time.perf_counter() - t0)
+        if ckpt is not None:
+            _atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                                "history": hist.as_dict(), "step": step, "epoch": epoch + 1,
+                                "seconds": time.perf_counter() - t0, "config": asdict(cfg)}, ckpt)
+        if step >= total:
+            break
+    bar.close()
+    model.eval()
+    return hist

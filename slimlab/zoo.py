@@ -1,0 +1,183 @@
+"""Reference checkpoints: `resnet20` (the reference model and distillation teacher) and
+`resnet8` (the small student trained from scratch).
+
+`load(name)` checks the committed file's sha256 and loads it with `weights_only=True`.
+A missing checkpoint is trained with its recorded recipe only when asked
+(`load(name, train_if_missing=True)` or `python -m slimlab.zoo train NAME`); a retrained
+file goes to `data/cache/zoo/` with a card of its own, never over the committed one.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import shlex
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from .data import ROOT, load_cifar10
+from .models import CifarResNet, build
+from .train import TrainConfig, _atomic_torch_save, evaluate, fit, seed_everything
+
+CHECKPOINT_DIR = ROOT / "data" / "checkpoints"
+CACHE_DIR = ROOT / "data" / "cache" / "zoo"
+WORK_DIR = ROOT / "data" / "work"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a reference checkpoint is made."""
+    arch: str
+    width: float
+    config: TrainConfig = field(default_factory=TrainConfig)
+
+
+RECIPES: dict[str, Recipe] = {
+    "resnet20": Recipe("resnet20", 1.0, TrainConfig(epochs=30, batch_size=128, lr=0.1, weight_decay=5e-4,
+                                                    label_smoothing=0.1, schedule="onecycle", seed=0)),
+    "resnet8": Recipe("resnet8", 1.0, TrainConfig(epochs=30, batch_size=128, lr=0.1, weight_decay=5e-4,
+                                                  label_smoothing=0.1, schedule="onecycle", seed=0)),
+}
+
+# sha256 of the committed files in data/checkpoints/ (their cards repeat it).
+SHA256: dict[str, str] = {}
+
+
+class ChecksumError(RuntimeError):
+    """A checkpoint whose bytes do not match the recorded sha256."""
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _check_name(name: str) -> str:
+    if not isinstance(name, str):
+        raise TypeError(f"checkpoint name must be a str, got {type(name).__name__}")
+    if name not in RECIPES:
+        raise ValueError(f"unknown checkpoint {name!r}; allowed: {', '.join(RECIPES)}")
+    return name
+
+
+def card(name: str) -> dict:
+    """The card (JSON) of the checkpoint `load(name)` would use."""
+    _check_name(name)
+    for d in (CHECKPOINT_DIR, CACHE_DIR):
+        p = d / f"{name}.json"
+        if p.is_file():
+            return json.loads(p.read_text())
+    raise FileNotFoundError(f"no card for {name!r} in {CHECKPOINT_DIR} or {CACHE_DIR}")
+
+
+def _model_from_file(path: Path, expected_sha: str | None) -> CifarResNet:
+    if expected_sha is not None:
+        got = sha256_file(path)
+        if got != expected_sha:
+            raise ChecksumError(f"{path}: sha256 {got} does not match the recorded {expected_sha}; "
+                                "the file is corrupt or was replaced")
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    arch = blob["arch"]
+    model = build(arch["name"], width=arch["width"], num_classes=arch["num_classes"])
+    model.load_state_dict(blob["state_dict"])
+    return model.eval()
+
+
+def load(name: str, *, train_if_missing: bool = False, progress: bool = True) -> CifarResNet:
+    """The reference model `name` in eval mode on the CPU, its sha256 checked."""
+    _check_name(name)
+    committed = CHECKPOINT_DIR / f"{name}.pt"
+    if committed.is_file():
+        return _model_from_file(committed, SHA256.get(name) or card(name)["sha256"])
+    cached = CACHE_DIR / f"{name}.pt"
+    if cached.is_file():
+        return _model_from_file(cached, json.loads((CACHE_DIR / f"{name}.json").read_text())["sha256"])
+    if not train_if_missing:
+        raise FileNotFoundError(
+            f"checkpoint {name!r} is missing ({committed}). Train it with its recorded recipe: "
+            f"`python -m slimlab.zoo train {name}` or `load({name!r}, train_if_missing=True)`.")
+    train(name, out_dir=CACHE_DIR, progress=progress)
+    return load(name)
+
+
+def _machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    dev = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"{os.cpu_count()} CPU cores"
+    return f"{platform.system()} {cpu}, {dev}, torch {torch.__version__}"
+
+
+def train(name: str, *, out_dir: str | os.PathLike = CACHE_DIR, source: str | None = None,
+          progress: bool = True, command: str | None = None) -> dict:
+    """Train checkpoint `name` with its recipe (resumable), write `<name>.pt` and its card; return the card."""
+    _check_name(name)
+    recipe = RECIPES[name]
+    out = Path(out_dir)
+    data = load_cifar10(source, progress=progress)
+    seed_everything(recipe.config.seed)
+    model = build(recipe.arch, width=recipe.width)
+    t0 = time.time()
+    hist = fit(model, data.train_x, data.train_y, recipe.config, val=(data.val_x, data.val_y),
+               checkpoint=WORK_DIR / f"zoo-{name}-resume.pt", progress=progress, desc=f"train {name}")
+    model = model.cpu().to(memory_format=torch.contiguous_format).eval()
+    val, test = evaluate(model, data.val_x, data.val_y), evaluate(model, data.test_x, data.test_y)
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    pt = out / f"{name}.pt"
+    _atomic_torch_save({"arch": dict(model.arch), "state_dict": state}, pt)
+    info = {
+        "name": name, "arch": recipe.arch, "width": recipe.width,
+        "params": sum(p.numel() for p in model.parameters()),
+        "recipe": asdict(recipe.config),
+        "command": command or f"python -m slimlab.zoo train {name}",
+        "data_source": data.source, "data_fingerprint": data.fingerprint,
+        "split": "trained on the 45,000-image train split; the seeded 5,000-image validation split held out",
+        "seed": recipe.config.seed, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": _machine(), "train_seconds_total": round(hist.seconds[-1], 1) if hist.seconds else None,
+        "train_seconds_this_run": round(time.time() - t0, 1),
+        "val_acc": round(val["acc"], 2), "test_acc": round(test["acc"], 2),
+        "val_loss": round(val["loss"], 4), "test_loss": round(test["loss"], 4),
+        "history": {"epoch": hist.epoch, "val_acc": hist.val_acc, "train_loss": hist.train_loss},
+        "sha256": sha256_file(pt), "file_bytes": pt.stat().st_size,
+    }
+    fd, tmp = tempfile.mkstemp(dir=out, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(info, f, indent=2)
+    os.replace(tmp, out / f"{name}.json")
+    return info
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m slimlab.zoo", description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train", help="train a reference checkpoint with its recorded recipe (resumable)")
+    t.add_argument("name", choices=sorted(RECIPES))
+    t.add_argument("--out", default=str(CACHE_DIR), help="output folder (data/checkpoints to replace the committed one)")
+    t.add_argument("--source", default=None, help="CIFAR-10 source (default: $SLIMLAB_CIFAR10, cache, …)")
+    sub.add_parser("list", help="list the checkpoints and their cards")
+    args = ap.parse_args(argv)
+    if args.cmd == "train":
+        info = train(args.name, out_dir=args.out, source=args.source,
+                     command="python -m slimlab.zoo " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])))
+        print(json.dumps({k: v for k, v in info.items() if k != "history"}, indent=2))
+    else:
+        for n in RECIPES:
+            try:
+                c = card(n)
+                print(f"{n}: test {c['test_acc']}%  val {c['val_acc']}%  {c['file_bytes']:,} bytes  {c['date']}")
+            except FileNotFoundError:
+                print(f"{n}: missing")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

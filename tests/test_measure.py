@@ -1,0 +1,77 @@
+import io
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.utils.parametrize as P
+
+from slimlab.measure import count_macs, count_params, file_bytes, latency, serialized_bytes, time_fn
+from slimlab.models import build
+
+
+def test_count_params_by_hand():
+    m = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2, bias=False))
+    with torch.no_grad():
+        m[0].weight.zero_()
+    c = count_params(m)
+    assert c.total == 3 * 4 + 4 + 4 * 2
+    assert c.nonzero == c.total - 12
+    assert c.sparsity == pytest.approx(12 / 24)
+
+
+def test_count_params_sees_through_parametrizations():
+    class Half(nn.Module):
+        def forward(self, w):
+            return w * (torch.arange(w.numel()).reshape(w.shape) % 2)
+    lin = nn.Linear(4, 4, bias=False)
+    P.register_parametrization(lin, "weight", Half())
+    c = count_params(lin)
+    assert c.total == 16 and c.nonzero == 8
+
+
+def test_macs_by_hand():
+    conv = nn.Conv2d(3, 8, 3, padding=1, bias=False)
+    assert count_macs(conv, (1, 3, 32, 32)) == 8 * 3 * 9 * 32 * 32
+    assert count_macs(nn.Linear(10, 5), (2, 10)) == 2 * 10 * 5
+    m = count_macs(build("resnet20"))
+    assert 39e6 < m < 42e6  # ResNet-20 is about 41 M MACs (0.041 GFLOPs in the usual count)
+
+
+def test_serialized_bytes_is_what_torch_save_writes(tmp_path):
+    m = build("resnet8")
+    buf = io.BytesIO()
+    torch.save(m.state_dict(), buf)
+    assert serialized_bytes(m) == len(buf.getvalue())
+    rep = serialized_bytes(m, compressed=True)
+    assert rep.raw_bytes == len(buf.getvalue()) and rep.zlib_bytes < rep.raw_bytes
+    zeros = {"w": torch.zeros(10000)}
+    assert serialized_bytes(zeros, compressed=True).zlib_bytes < 2000  # zeros compress away
+    p = tmp_path / "m.pt"
+    torch.save(m.state_dict(), p)
+    assert file_bytes(p) == p.stat().st_size
+    with pytest.raises(FileNotFoundError, match="no file"):
+        file_bytes(tmp_path / "missing.pt")
+
+
+def test_latency_and_time_fn_report_sane_numbers():
+    lat = latency(build("resnet8", width=0.25), batch_size=2, repeats=3, warmup=1)
+    assert lat.repeats == 3 and lat.batch_size == 2 and lat.threads >= 1
+    assert 0 < lat.p10_ms <= lat.median_ms <= lat.p90_ms
+    calls = []
+    t = time_fn(lambda: calls.append(1), repeats=4, warmup=2)
+    assert len(calls) == 6 and t.median_ms >= 0
+
+
+def test_measure_errors():
+    with pytest.raises(TypeError, match="model must be an nn.Module"):
+        count_params([1, 2])
+    with pytest.raises(TypeError, match="model must be an nn.Module"):
+        latency("resnet8")
+    with pytest.raises(ValueError, match="input_size must be a tuple"):
+        count_macs(nn.Linear(2, 2), [1, 2])
+    with pytest.raises(ValueError, match="batch_size must be an int >= 1"):
+        latency(nn.Linear(2, 2), batch_size=0)
+    with pytest.raises(ValueError, match="repeats must be an int >= 1"):
+        time_fn(lambda: None, repeats=0)
+    with pytest.raises(TypeError, match="fn must be callable"):
+        time_fn(3)

@@ -1,0 +1,26 @@
+import dataclasses
+
+import pytest
+
+from slimlab.profile import FULL, QUICK, get_profile
+
+
+def test_default_is_quick(monkeypatch):
+    monkeypatch.delenv("SLIMLAB_PROFILE", raising=False)
+    assert get_profile().name == "quick"
+    monkeypatch.setenv("SLIMLAB_PROFILE", "full")
+    assert get_profile() is FULL
+    assert get_profile("quick") is QUICK
+
+
+def test_profiles_have_the_same_sections():
+    for f in dataclasses.fields(QUICK):
+        q, full = getattr(QUICK, f.name), getattr(FULL, f.name)
+        assert type(q) is type(full), f.name
+
+
+def test_profile_errors():
+    with pytest.raises(ValueError, match="unknown profile 'fast'; allowed: quick, full"):
+        get_profile("fast")
+    with pytest.raises(TypeError, match="profile name must be a str"):
+        get_profile(1)
