@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PROFILE ?= quick
 NOTEBOOKS := $(sort $(wildcard notebooks/0*.ipynb))
-NBVAL := --nbval-lax --nbval-current-env --sanitize-with tests/nbval_sanitize.cfg
+NBVAL := --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 
 .PHONY: run test unit nbtest lab install clean benchmarks
 
@@ -46,3 +46,19 @@ benchmarks: install
 
 clean:
 	rm -rf build .pytest_cache
+
+## the course as a static HTML site in build/site/ (executed notebooks + the claims report)
+.PHONY: site test-browser
+site: install
+	SLIMLAB_PROFILE=$(PROFILE) $(PY) -m slimlab.report
+	SLIMLAB_PROFILE=$(PROFILE) $(PY) browser/build_site.py
+
+## the course in a real browser: JupyterLab + Debian's headless chromium via Playwright (not in `make test`)
+CHROMIUM ?= /usr/bin/chromium
+test-browser: install site
+	@test -x $(CHROMIUM) || { echo ">>> installing Debian's chromium"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium >/dev/null; }
+	@$(PY) -c "import playwright.sync_api" 2>/dev/null || $(PY) -m pip install -q -e '.[browser]'
+	@mkdir -p build/browser
+	SLIMLAB_PROFILE=quick SLIMLAB_CHROMIUM=$(CHROMIUM) $(PY) -m pytest -q -p no:cacheprovider -s browser/test_course.py

@@ -28,6 +28,10 @@ class ScalingSection:
     capacity_sizes: tuple[int, ...]
     capacity_widths: tuple[float, ...]
     capacity_epochs: int
+    batch_size: int = 128          # sweep training batch
+    eval_images: int = 0           # val/test/train images for each cell's final numbers (0 = all)
+    latency_repeats: int = 20      # timed forward passes per model in the cost table
+    threads: int = 0               # torch CPU threads for the notebook (0 = torch's default)
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,13 @@ class QuantizeSection:
     lowprec_epochs: int
     lowprec_train_images: int
     latency_repeats: int
+    qat_bits: tuple[int, ...] = (4, 2)      # weight bits recovered by QAT
+    qat_batch: int = 128
+    qat_lr: float = 0.01                    # peak lr of the cosine QAT fine-tune
+    calib_act_bits: int = 4                 # activation bits at which the calibrators are compared
+    lowprec_arch: str = "resnet8"           # C5: network trained with low-precision weight storage
+    lowprec_batch: int = 128
+    latency_batches: tuple[int, ...] = (64, 1)
 
 
 @dataclass(frozen=True)
@@ -51,6 +62,15 @@ class PruneSection:
     apoz_images: int
     channel_fractions: tuple[float, ...]
     latency_repeats: int
+    finetune_sparsities: tuple[float, ...] = (0.8,)      # sparsities fine-tuned (magnitude, random, gradual)
+    finetune_batch: int = 128
+    finetune_lr: float = 0.01                             # peak lr of the cosine fine-tune
+    sensitivity_sparsities: tuple[float, ...] = (0.9,)   # per-layer scan
+    sensitivity_images: int = 0                           # validation images per scan point (0 = all)
+    judge_fraction: float = 0.25                          # channel fraction fine-tuned and judged for C8
+    trim_rounds: int = 1                                  # Network Trimming prune/fine-tune rounds
+    latency_batch: int = 32
+    stats_samples: int = 20000                            # weights per layer used by the distribution fits
 
 
 @dataclass(frozen=True)
@@ -66,17 +86,27 @@ class ShareSection:
     hashed_arch: str = "resnet20"                                  # base net of the hashing comparison
     kmeans_finetune_inits: tuple[str, ...] = ("linear",)           # inits whose codebooks are fine-tuned
     latency_repeats: int = 5
+    latency_batch: int = 1                                         # images per timed forward pass
 
 
 @dataclass(frozen=True)
 class DistillSection:
     """Notebook 05: teacher -> student."""
-    train_images: int
-    epochs: int
-    seeds: tuple[int, ...]
-    temperatures: tuple[float, ...]
-    alphas: tuple[float, ...]
-    eval_images: int
+    train_images: int                      # headline runs: training images (0 = all 45k)
+    epochs: float                          # headline runs: epochs over train_images
+    seeds: tuple[int, ...]                 # headline runs: seeds of scratch and distilled students
+    temperatures: tuple[float, ...]        # T sweep (chosen on validation)
+    alphas: tuple[float, ...]              # alpha sweep (chosen on validation)
+    eval_images: int                       # test images for final numbers (0 = all)
+    sweep_train_images: int = 10000        # T x alpha sweep: training images
+    sweep_epochs: float = 10               # T x alpha sweep: epochs
+    val_images: int = 0                    # validation images scoring the sweep (0 = all 5k)
+    at_beta: float = 1000.0                # attention-transfer weight (beta/2 * AT loss)
+    feature_seeds: tuple[int, ...] = (0,)  # seeds of the attention-transfer variant
+    dark_images: int = 4                   # test images in the dark-knowledge figure
+    finetune_steps: int = 0                # fine-tune steps of each pruned / low-rank teacher (C12)
+    latency_repeats: int = 5
+    batch_size: int = 128                  # student training batch
 
 
 @dataclass(frozen=True)
@@ -98,17 +128,22 @@ QUICK = Profile(
     name="quick",
     setup=SetupSection(eval_images=2000),
     scaling=ScalingSection(
-        widths=(0.25, 0.5, 1.0), depths=("resnet8",), data_sizes=(1000, 4000),
-        epochs=2, seeds=(0,), capacity_sizes=(64, 128, 256), capacity_widths=(0.25, 0.5),
-        capacity_epochs=15,
+        widths=(0.125, 0.25, 0.5), depths=("resnet8",), data_sizes=(500, 1500),
+        epochs=2, seeds=(0,), capacity_sizes=(32, 128), capacity_widths=(0.125, 0.25),
+        capacity_epochs=15, batch_size=64, eval_images=500, latency_repeats=5, threads=1,
     ),
     quantize=QuantizeSection(
-        calib_images=256, eval_images=1000, bits=(8, 6, 4, 3, 2), qat_steps=60,
-        lowprec_epochs=1, lowprec_train_images=2000, latency_repeats=5,
+        calib_images=128, eval_images=500, bits=(8, 4, 2), qat_steps=12,
+        lowprec_epochs=1, lowprec_train_images=1024, latency_repeats=3,
+        qat_bits=(4, 2), qat_batch=64, qat_lr=0.01, calib_act_bits=4, lowprec_arch="resnet8",
+        lowprec_batch=64, latency_batches=(64, 1),
     ),
     prune=PruneSection(
-        eval_images=1000, sparsities=(0.5, 0.7, 0.8, 0.9), finetune_steps=60,
-        apoz_images=512, channel_fractions=(0.25, 0.5), latency_repeats=5,
+        eval_images=200, sparsities=(0.5, 0.7, 0.9), finetune_steps=4,
+        apoz_images=256, channel_fractions=(0.25, 0.5), latency_repeats=5,
+        finetune_sparsities=(0.5,), finetune_batch=32, finetune_lr=0.01,
+        sensitivity_sparsities=(0.9,), sensitivity_images=50, judge_fraction=0.25,
+        trim_rounds=1, latency_batch=16, stats_samples=4000,
     ),
     share=ShareSection(
         eval_images=500, energies=(0.8, 0.95), kmeans_bits=(2, 4, 8),
@@ -117,8 +152,10 @@ QUICK = Profile(
         latency_repeats=5,
     ),
     distill=DistillSection(
-        train_images=4000, epochs=1, seeds=(0,), temperatures=(4.0,), alphas=(0.9,),
-        eval_images=1000,
+        train_images=1280, epochs=1, seeds=(0,), temperatures=(4.0,), alphas=(0.9,),
+        eval_images=500, sweep_train_images=1280, sweep_epochs=1, val_images=500,
+        at_beta=1000.0, feature_seeds=(0,), dark_images=4, finetune_steps=0, latency_repeats=5,
+        batch_size=64,
     ),
 )
 
@@ -126,18 +163,23 @@ FULL = Profile(
     name="full",
     setup=SetupSection(eval_images=0),
     scaling=ScalingSection(
-        widths=(0.25, 0.5, 1.0, 2.0), depths=("resnet8", "resnet20"),
-        data_sizes=(2500, 5000, 10000, 20000), epochs=15, seeds=(0, 1),
+        widths=(0.25, 0.5, 1.0), depths=("resnet8", "resnet20"),
+        data_sizes=(1250, 2500, 5000, 10000), epochs=15, seeds=(0, 1),
         capacity_sizes=(256, 512, 1024, 2048, 4096), capacity_widths=(0.125, 0.25, 0.5, 1.0),
-        capacity_epochs=60,
+        capacity_epochs=60, batch_size=128, eval_images=0, latency_repeats=30,
     ),
     quantize=QuantizeSection(
         calib_images=2048, eval_images=0, bits=(8, 6, 5, 4, 3, 2), qat_steps=2000,
         lowprec_epochs=10, lowprec_train_images=20000, latency_repeats=30,
+        qat_bits=(4, 2), qat_batch=128, qat_lr=0.01, calib_act_bits=4, lowprec_arch="resnet8",
+        lowprec_batch=128, latency_batches=(64, 1),
     ),
     prune=PruneSection(
-        eval_images=0, sparsities=(0.3, 0.5, 0.7, 0.8, 0.9, 0.95), finetune_steps=1500,
+        eval_images=0, sparsities=(0.3, 0.5, 0.7, 0.8, 0.9, 0.95), finetune_steps=1000,
         apoz_images=5000, channel_fractions=(0.1, 0.25, 0.4, 0.5), latency_repeats=30,
+        finetune_sparsities=(0.5, 0.8, 0.9), finetune_batch=128, finetune_lr=0.01,
+        sensitivity_sparsities=(0.5, 0.7, 0.9, 0.95), sensitivity_images=2000, judge_fraction=0.25,
+        trim_rounds=2, latency_batch=32, stats_samples=20000,
     ),
     share=ShareSection(
         eval_images=0, energies=(0.5, 0.7, 0.8, 0.9, 0.95, 0.99), kmeans_bits=(1, 2, 3, 4, 5, 6, 8),
@@ -146,8 +188,10 @@ FULL = Profile(
         kmeans_finetune_inits=("linear", "density"), latency_repeats=30,
     ),
     distill=DistillSection(
-        train_images=45000, epochs=15, seeds=(0, 1, 2), temperatures=(2.0, 4.0, 8.0),
-        alphas=(0.5, 0.9), eval_images=0,
+        train_images=0, epochs=15, seeds=(0, 1, 2), temperatures=(2.0, 4.0, 8.0),
+        alphas=(0.5, 0.9), eval_images=0, sweep_train_images=10000, sweep_epochs=10, val_images=0,
+        at_beta=1000.0, feature_seeds=(0,), dark_images=4, finetune_steps=700, latency_repeats=30,
+        batch_size=128,
     ),
 )
 

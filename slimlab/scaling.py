@@ -1,0 +1,578 @@
+"""Marginal returns of scale: a resumable model-size x data-size sweep, a power-law fit of
+error against parameters, and a memorisation-capacity probe in bits per parameter.
+
+* `grid_cells(...)` plans the sweep; `run_sweep(cells, data, store=..., executor=...)` trains
+  every cell through the course's one loop (`train.fit`) and measures it with `train.evaluate`
+  and `measure`, returning a tidy table: a list of plain dicts, one row per cell. Each finished
+  cell is written atomically as one JSON file in `store`, so an interrupted sweep resumes where
+  it stopped. Cells run through any `concurrent.futures.Executor` (a local process pool, or
+  Dask's `Client.get_executor()`); by default they run in this process.
+* `fit_power_law(n, err)` fits `err(N) = a * N**(-alpha) + c` with scipy, with the fit's
+  covariance and an optional residual bootstrap; `gain_per_doubling` and `params_to_reach`
+  turn curves into "what does one more doubling buy" and "how many parameters give X% of the best".
+* `capacity_probe(accuracy_fn, sizes, seeds)` finds the largest number of randomly labelled
+  examples a model can fit; `bits_per_parameter` turns it into information per parameter.
+  `perceptron_accuracy` is the case with a known answer (Cover 1965: 2 bits per weight);
+  `random_label_accuracy` is the CIFAR-10 case.
+* `rule_c1`, `rule_c2`, `rule_c3` turn the measured metrics into the C1–C3 verdicts.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from concurrent.futures import Executor, Future
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+
+from .data import subset
+from .ledger import rule
+from .measure import count_macs, count_params, serialized_bytes
+from .models import DEPTHS, build
+from .train import TrainConfig, evaluate, fit, seed_everything
+
+FIT_THRESHOLD = 99.0     # % training accuracy that counts as "fitted" in the capacity probe
+DATA_SEED = 0            # every cell draws its training subset with this seed (nested subsets)
+
+# He et al. (2015), CIFAR-10, Table 6: (name, parameters, test accuracy %).
+HE_2015 = (("resnet20", 0.27e6, 91.25), ("resnet32", 0.46e6, 92.49), ("resnet44", 0.66e6, 92.83),
+           ("resnet56", 0.85e6, 93.03), ("resnet110", 1.7e6, 93.57))
+
+
+# ---------------------------------------------------------------------------------------------
+# the sweep
+
+@dataclass(frozen=True)
+class Cell:
+    """One sweep cell: train `model` at `width` on `data_size` training images with `seed`."""
+    model: str
+    width: float
+    data_size: int
+    seed: int
+    epochs: float
+    batch_size: int = 128
+    lr: float = 0.1
+    eval_images: int = 0   # images of each split used for the final numbers (0 = all)
+
+    @property
+    def key(self) -> str:
+        """A file-name-safe identity, e.g. 'resnet8-w0.5-n4000-s0-e2'."""
+        return f"{self.model}-w{self.width:g}-n{self.data_size}-s{self.seed}-e{self.epochs:g}"
+
+    def config(self) -> TrainConfig:
+        return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, seed=self.seed)
+
+
+@dataclass
+class CellData:
+    """The tensors one cell needs (uint8 images, int64 labels): small enough to ship to a worker."""
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+
+
+def _positive_int(v, what: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+        raise TypeError(f"{what} must be an int, got {type(v).__name__}")
+    if v <= 0:
+        raise ValueError(f"{what} must be a positive int, got {v}")
+    return int(v)
+
+
+def grid_cells(depths: Sequence[str], widths: Sequence[float], data_sizes: Sequence[int], epochs: float, *,
+               seeds: Sequence[int] = (0,), batch_size: int = 128, lr: float = 0.1,
+               eval_images: int = 0) -> list[Cell]:
+    """Plan a sweep: every (depth, width) on every data size with `seeds[0]`, and the extra seeds
+    on the main curve only (every model at the largest data size). Returns the cells in order."""
+    for name, seq in (("depths", depths), ("widths", widths), ("data_sizes", data_sizes), ("seeds", seeds)):
+        if isinstance(seq, (str, bytes)) or not isinstance(seq, Sequence):
+            raise TypeError(f"{name} must be a sequence (tuple or list), got {type(seq).__name__}")
+        if len(seq) == 0:
+            raise ValueError(f"{name} is empty: the sweep grid needs at least one value")
+    for d in depths:
+        if not isinstance(d, str) or d.strip().lower() not in DEPTHS:
+            raise ValueError(f"unknown model {d!r}; allowed: {', '.join(DEPTHS)}")
+    for w in widths:
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 < w <= 16:
+            raise ValueError(f"widths must be numbers in (0, 16], got {w!r}")
+    sizes = [_positive_int(n, "data size") for n in data_sizes]
+    for s in seeds:
+        if isinstance(s, bool) or not isinstance(s, int):
+            raise TypeError(f"seeds must be ints, got {s!r}")
+    if isinstance(epochs, bool) or not isinstance(epochs, (int, float)) or not epochs > 0:
+        raise ValueError(f"epochs must be a positive number, got {epochs!r}")
+    _positive_int(batch_size, "batch_size")
+    if isinstance(eval_images, bool) or not isinstance(eval_images, int) or eval_images < 0:
+        raise ValueError(f"eval_images must be an int >= 0 (0 = all), got {eval_images!r}")
+    if not (isinstance(lr, (int, float)) and lr > 0):
+        raise ValueError(f"lr must be a positive number, got {lr!r}")
+    kw = dict(epochs=epochs, batch_size=batch_size, lr=lr, eval_images=eval_images)
+    models = [(d.strip().lower(), float(w)) for d in depths for w in widths]
+    cells = [Cell(m, w, n, seeds[0], **kw) for m, w in models for n in sizes]
+    cells += [Cell(m, w, max(sizes), s, **kw) for s in seeds[1:] for m, w in models]
+    return list(dict.fromkeys(cells))  # drop duplicates, keep order
+
+
+def _first(x: torch.Tensor, y: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    return (x, y) if n == 0 or n >= len(y) else subset(x, y, n, seed=DATA_SEED)
+
+
+def cell_data(cell: Cell, data) -> CellData:
+    """The slices of `data` (anything with train_x … test_y, e.g. `load_cifar10()`) that `cell` uses:
+    a stratified `data_size`-image training subset and `eval_images` of validation and test."""
+    for attr in ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y"):
+        if not hasattr(data, attr):
+            raise TypeError(f"data must have train_x/train_y/val_x/val_y/test_x/test_y (like load_cifar10()); "
+                            f"missing {attr}")
+    if cell.data_size > len(data.train_y):
+        raise ValueError(f"cell {cell.key} asks for {cell.data_size} training images; only "
+                         f"{len(data.train_y)} are available")
+    tx, ty = _first(data.train_x, data.train_y, cell.data_size)
+    vx, vy = _first(data.val_x, data.val_y, cell.eval_images)
+    sx, sy = _first(data.test_x, data.test_y, cell.eval_images)
+    return CellData(tx, ty, vx, vy, sx, sy)
+
+
+def run_cell(cell: Cell, data: CellData, threads: int | None = None) -> dict:
+    """Train and measure one cell; returns its row (accuracies in %, losses in nats, seconds, bytes).
+
+    A top-level function so that a process pool (or Dask) can pickle it."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    seed_everything(cell.seed)
+    model = build(cell.model, cell.width)
+    params = count_params(model).total
+    macs = count_macs(model)
+    hist = fit(model, data.train_x, data.train_y, cell.config(), val=(data.val_x, data.val_y), progress=False)
+    n_eval = cell.eval_images or len(data.train_y)
+    tr = evaluate(model, data.train_x[:n_eval], data.train_y[:n_eval])
+    va = evaluate(model, data.val_x, data.val_y)
+    te = evaluate(model, data.test_x, data.test_y)
+    return {
+        "key": cell.key, **asdict(cell), "params": params, "macs": macs,
+        "state_bytes": serialized_bytes(model.cpu()),
+        "train_acc": tr["acc"], "train_loss": tr["loss"], "val_acc": va["acc"], "val_loss": va["loss"],
+        "test_acc": te["acc"], "test_loss": te["loss"], "gap": tr["acc"] - te["acc"],
+        "seconds": hist.seconds[-1] if hist.seconds else 0.0,
+        "history": {k: getattr(hist, k) for k in ("epoch", "train_loss", "train_acc", "val_loss", "val_acc")},
+    }
+
+
+def _atomic_json(obj, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=1)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_cell(store: str | os.PathLike, cell: Cell) -> dict | None:
+    """The stored row of `cell` in `store`, or None if it is missing, unreadable or from another cell."""
+    path = Path(store) / f"{cell.key}.json"
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if not isinstance(doc, dict) or doc.get("cell") != asdict(cell) or not isinstance(doc.get("row"), dict):
+        return None
+    return doc["row"]
+
+
+def run_sweep(cells: Sequence[Cell], data, *, store: str | os.PathLike | None = None,
+              executor: Executor | None = None, threads: int | None = None, progress: bool = True) -> list[dict]:
+    """Run every cell not already in `store`, saving each as it finishes; return all rows in cell order.
+
+    `data` is the full dataset (e.g. `load_cifar10()`); each cell is sent only its slices.
+    `executor` is any `concurrent.futures.Executor` (ProcessPoolExecutor, Dask's
+    `Client.get_executor()`, …); None runs the cells one after another in this process.
+    `threads` sets torch's thread count inside each cell (e.g. 1 per worker of a process pool)."""
+    from tqdm.auto import tqdm
+
+    if isinstance(cells, Cell) or not isinstance(cells, Sequence) or not all(isinstance(c, Cell) for c in cells):
+        raise TypeError("cells must be a list of Cell (see grid_cells)")
+    if len(cells) == 0:
+        raise ValueError("cells is empty: nothing to run")
+    if executor is not None and not isinstance(executor, Executor) and not hasattr(executor, "submit"):
+        raise TypeError(f"executor must be a concurrent.futures.Executor, got {type(executor).__name__}")
+    if threads is not None:
+        _positive_int(threads, "threads")
+    rows: dict[Cell, dict] = {}
+    if store is not None:
+        for c in cells:
+            if (row := load_cell(store, c)) is not None:
+                rows[c] = row
+    todo = [c for c in dict.fromkeys(cells) if c not in rows]
+    bar = tqdm(total=len(todo), desc="sweep cells", unit="cell", disable=not progress or not todo)
+
+    def done(c: Cell, row: dict) -> None:
+        rows[c] = row
+        if store is not None:
+            _atomic_json({"cell": asdict(c), "row": row}, Path(store) / f"{c.key}.json")
+        bar.set_postfix_str(f"{c.key}: test {row['test_acc']:.1f}%", refresh=False)
+        bar.update(1)
+
+    if executor is None:
+        before = torch.get_num_threads()
+        try:
+            for c in todo:
+                done(c, run_cell(c, cell_data(c, data), threads))
+        finally:
+            torch.set_num_threads(before)
+    else:
+        futures: dict[Future, Cell] = {executor.submit(run_cell, c, cell_data(c, data), threads): c for c in todo}
+        from concurrent.futures import as_completed
+        for f in as_completed(futures):
+            done(futures[f], f.result())
+    bar.close()
+    return [rows[c] for c in cells]
+
+
+# ---------------------------------------------------------------------------------------------
+# tidy-table helpers (plain dicts; no pandas needed)
+
+def select(rows: Iterable[dict], **equal) -> list[dict]:
+    """The rows whose fields equal every `field=value` given."""
+    return [r for r in rows if all(r.get(k) == v for k, v in equal.items())]
+
+
+def summarize(rows: Iterable[dict], value: str, by: Sequence[str] = ("model", "width", "data_size")) -> list[dict]:
+    """Mean, standard deviation (ddof=1; 0 for one seed) and count of `value` over rows sharing `by`,
+    plus the mean parameter count; sorted by parameters then the `by` fields."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(tuple(r[k] for k in by), []).append(r)
+    out = []
+    for key, rs in groups.items():
+        v = np.array([r[value] for r in rs], dtype=float)
+        out.append({**dict(zip(by, key)), "params": rs[0].get("params"), "mean": float(v.mean()),
+                    "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "n": len(v)})
+    return sorted(out, key=lambda d: (d["params"] or 0, *[d[k] for k in by]))
+
+
+def pivot(rows: Iterable[dict], value: str, row_key: str = "params", col_key: str = "data_size"
+          ) -> tuple[list, list, np.ndarray]:
+    """(row labels, column labels, matrix of the mean `value`) — e.g. test accuracy by model and data size."""
+    rows = list(rows)
+    rk = sorted({r[row_key] for r in rows})
+    ck = sorted({r[col_key] for r in rows})
+    m = np.full((len(rk), len(ck)), np.nan)
+    for i, a in enumerate(rk):
+        for j, b in enumerate(ck):
+            vals = [r[value] for r in rows if r[row_key] == a and r[col_key] == b]
+            if vals:
+                m[i, j] = float(np.mean(vals))
+    return rk, ck, m
+
+
+# ---------------------------------------------------------------------------------------------
+# the power law
+
+@dataclass(frozen=True)
+class PowerLaw:
+    """err(N) = a * N**(-alpha) + c, in the units of the errors fitted (e.g. % test error)."""
+    a: float
+    alpha: float
+    c: float
+    alpha_std: float            # from the fit's covariance (nan when there are no spare points)
+    c_std: float
+    alpha_ci: tuple[float, float] | None   # 95% residual-bootstrap interval, when asked for
+    n_points: int
+
+    def __call__(self, n) -> np.ndarray:
+        return self.a * np.asarray(n, dtype=float) ** (-self.alpha) + self.c
+
+    def gain_per_doubling(self, n) -> np.ndarray:
+        """Error removed (= accuracy gained, same units) by going from N to 2N parameters."""
+        return self(n) - self(2 * np.asarray(n, dtype=float))
+
+    def params_for_error(self, err: float) -> float:
+        """Parameters at which the fitted error reaches `err` (inf if `err` <= the floor c)."""
+        if err <= self.c:
+            return math.inf
+        return float(((err - self.c) / self.a) ** (-1.0 / self.alpha)) if self.alpha > 0 else math.inf
+
+
+def _check_curve(n, y, what: str) -> tuple[np.ndarray, np.ndarray]:
+    n = np.asarray(n, dtype=float).ravel()
+    y = np.asarray(y, dtype=float).ravel()
+    if len(n) != len(y):
+        raise ValueError(f"parameter counts and {what} differ in length: {len(n)} vs {len(y)}")
+    if len(n) == 0:
+        raise ValueError(f"parameter counts and {what} are empty")
+    if not np.all(np.isfinite(n)) or np.any(n <= 0):
+        raise ValueError("parameter counts must be finite and > 0")
+    if not np.all(np.isfinite(y)):
+        raise ValueError(f"{what} must be finite numbers")
+    return n, y
+
+
+def _fit_once(n: np.ndarray, err: np.ndarray, n0: float):
+    from scipy.optimize import curve_fit
+
+    def f(x, A, alpha, c):
+        return A * (x / n0) ** (-alpha) + c
+
+    lo = float(err.min())
+    c0 = 0.5 * lo
+    # starting slope from a straight line in log-log after removing c0
+    slope = np.polyfit(np.log(n / n0), np.log(np.maximum(err - c0, 1e-9)), 1)[0]
+    p0 = [max(float(np.exp(np.mean(np.log(np.maximum(err - c0, 1e-9))))), 1e-6),
+          float(np.clip(-slope, 0.01, 3.0)), c0]
+    popt, pcov = curve_fit(f, n, err, p0=p0, bounds=([0.0, 0.0, 0.0], [np.inf, 5.0, max(lo, 1e-12)]),
+                           maxfev=20000)
+    return popt, pcov
+
+
+def fit_power_law(n, err, *, bootstrap: int = 0, seed: int = 0) -> PowerLaw:
+    """Least-squares fit of err(N) = a * N**(-alpha) + c (a, c >= 0; 0 <= alpha <= 5; c <= min err).
+
+    `n`: parameter counts (repeats allowed, e.g. several seeds); `err`: errors (any unit, e.g. %).
+    Uncertainty: the covariance's standard errors (needs more points than 3 distinct sizes) and,
+    with `bootstrap` > 0, a 95% interval for alpha from that many residual-bootstrap refits."""
+    n, err = _check_curve(n, err, "errors")
+    if len(np.unique(n)) < 3:
+        raise ValueError(f"a 3-parameter power law needs at least 3 distinct parameter counts, got {len(np.unique(n))}")
+    if isinstance(bootstrap, bool) or not isinstance(bootstrap, int) or bootstrap < 0:
+        raise ValueError(f"bootstrap must be an int >= 0, got {bootstrap!r}")
+    n0 = float(np.exp(np.mean(np.log(n))))
+    try:
+        (A, alpha, c), pcov = _fit_once(n, err, n0)
+    except RuntimeError as e:
+        raise ValueError(f"the power-law fit did not converge: {e}") from None
+    dof = len(n) - 3
+    std = np.sqrt(np.diag(pcov)) if dof > 0 and np.all(np.isfinite(pcov)) else np.full(3, np.nan)
+    ci = None
+    if bootstrap:
+        rng = np.random.default_rng(seed)
+        fitted = A * (n / n0) ** (-alpha) + c
+        resid = err - fitted
+        alphas = []
+        for _ in range(bootstrap):
+            yb = fitted + rng.choice(resid, size=len(resid), replace=True)
+            try:
+                alphas.append(_fit_once(n, yb, n0)[0][1])
+            except (RuntimeError, ValueError):
+                continue
+        if alphas:
+            lo_, hi_ = np.percentile(alphas, [2.5, 97.5])
+            ci = (float(lo_), float(hi_))
+    return PowerLaw(a=float(A * n0 ** alpha), alpha=float(alpha), c=float(c), alpha_std=float(std[1]),
+                    c_std=float(std[2]), alpha_ci=ci, n_points=len(n))
+
+
+def gain_per_doubling(n, acc) -> list[tuple[float, float]]:
+    """Measured accuracy gained per doubling of parameters between consecutive sizes:
+    [(geometric-mean size, gain in accuracy units per doubling), …], sizes ascending."""
+    n, acc = _check_curve(n, acc, "accuracies")
+    order = np.argsort(n)
+    n, acc = n[order], acc[order]
+    out = []
+    for i in range(len(n) - 1):
+        if n[i + 1] == n[i]:
+            raise ValueError("parameter counts must be distinct (average seeds first, e.g. with summarize)")
+        out.append((float(np.sqrt(n[i] * n[i + 1])), float((acc[i + 1] - acc[i]) / np.log2(n[i + 1] / n[i]))))
+    return out
+
+
+def params_to_reach(n, acc, fraction: float) -> float:
+    """Fewest parameters at which accuracy reaches `fraction` of the best measured accuracy,
+    interpolating linearly in log N between the measured sizes (sizes distinct)."""
+    n, acc = _check_curve(n, acc, "accuracies")
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1] (e.g. 0.95 for 95% of the best), got {fraction!r}")
+    order = np.argsort(n)
+    n, acc = n[order], acc[order]
+    target = fraction * acc.max()
+    i = int(np.argmax(acc >= target))
+    if i == 0:
+        return float(n[0])
+    t = (target - acc[i - 1]) / (acc[i] - acc[i - 1])
+    return float(np.exp(np.log(n[i - 1]) + t * (np.log(n[i]) - np.log(n[i - 1]))))
+
+
+# ---------------------------------------------------------------------------------------------
+# memorisation capacity
+
+@dataclass(frozen=True)
+class Capacity:
+    """The largest number of randomly labelled examples a model fits, and what that is in bits."""
+    sizes: tuple[int, ...]
+    fit_fraction: tuple[float, ...]   # share of seeds whose training accuracy reached the threshold
+    mean_acc: tuple[float, ...]       # mean training accuracy (%) at each size
+    n_max: float                      # where fit_fraction crosses 1/2 (interpolated in log n)
+    censored: str                     # '' | 'above' (fits every size: n_max is a lower bound) | 'below'
+
+
+def capacity_probe(accuracy_fn: Callable[[int, int], float], sizes: Sequence[int], seeds: Sequence[int] = (0,),
+                   *, threshold: float = FIT_THRESHOLD, store: str | os.PathLike | None = None,
+                   name: str = "", progress: bool = False) -> Capacity:
+    """Call `accuracy_fn(n, seed)` (training accuracy in % on n randomly labelled examples) for every
+    size and seed; n_max is where the share of seeds that fit (accuracy >= `threshold`) crosses 1/2.
+
+    With `store`, each accuracy is kept in `<store>/<name>-n<n>-s<seed>.json` (written atomically)
+    and reused by later calls, so a long probe resumes; `name` must identify model and recipe."""
+    from tqdm.auto import tqdm
+
+    if not callable(accuracy_fn):
+        raise TypeError("accuracy_fn must be callable as accuracy_fn(n, seed) -> training accuracy in %")
+    if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence) or len(sizes) == 0:
+        raise ValueError("sizes must be a non-empty sequence of positive ints")
+    sizes = sorted(_positive_int(s, "size") for s in sizes)
+    if len(set(sizes)) != len(sizes):
+        raise ValueError(f"sizes must be distinct, got {sizes}")
+    if not isinstance(seeds, Sequence) or len(seeds) == 0:
+        raise ValueError("seeds must be a non-empty sequence of ints")
+    if not (isinstance(threshold, (int, float)) and 0 < threshold <= 100):
+        raise ValueError(f"threshold must be a training accuracy in (0, 100] %, got {threshold!r}")
+    if store is not None and (not isinstance(name, str) or not name or "/" in name):
+        raise ValueError(f"with a store, name must be a non-empty file-name-safe str, got {name!r}")
+
+    def acc_of(n: int, seed: int) -> float:
+        if store is None:
+            return float(accuracy_fn(n, seed))
+        path = Path(store) / f"{name}-n{n}-s{seed}.json"
+        try:
+            return float(json.loads(path.read_text())["train_acc"])
+        except (OSError, ValueError, KeyError, TypeError):
+            acc = float(accuracy_fn(n, seed))
+            _atomic_json({"name": name, "n": n, "seed": seed, "train_acc": acc}, path)
+            return acc
+
+    frac, mean = [], []
+    for s in tqdm(sizes, desc=f"capacity {name}".strip(), unit="size", disable=not progress):
+        accs = [acc_of(s, seed) for seed in seeds]
+        frac.append(float(np.mean([a >= threshold for a in accs])))
+        mean.append(float(np.mean(accs)))
+    f = np.array(frac)
+    if f[0] < 0.5:
+        n_max, cens = float(sizes[0]), "below"
+    elif np.all(f >= 0.5):
+        n_max, cens = float(sizes[-1]), "above"
+    else:
+        j = int(np.argmax(f < 0.5))    # first size that no longer fits
+        t = (f[j - 1] - 0.5) / (f[j - 1] - f[j])
+        n_max, cens = float(np.exp(np.log(sizes[j - 1]) + t * (np.log(sizes[j]) - np.log(sizes[j - 1])))), ""
+    return Capacity(tuple(sizes), tuple(frac), tuple(mean), n_max, cens)
+
+
+def bits_per_parameter(n_max: float, params: int, num_classes: int) -> float:
+    """Bits stored per parameter when `n_max` labels, each uniform over `num_classes`, are memorised:
+    n_max * log2(num_classes) / params."""
+    if not (isinstance(n_max, (int, float)) and n_max > 0):
+        raise ValueError(f"n_max must be > 0, got {n_max!r}")
+    _positive_int(params, "params")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
+    return float(n_max * math.log2(num_classes) / params)
+
+
+def perceptron_accuracy(dim: int, n: int, seed: int = 0, steps: int = 300) -> float:
+    """Training accuracy (%) of a linear classifier without bias (dim weights) fitted to n random
+    Gaussian points in `dim` dimensions with random ±1 labels (logistic loss, L-BFGS).
+
+    The case with a known answer: Cover (1965) shows such points are separable with probability
+    1/2 at n = 2 * dim, i.e. a perceptron stores 2 bits per weight."""
+    dim, n, steps = _positive_int(dim, "dim"), _positive_int(n, "n"), _positive_int(steps, "steps")
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, dim, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 2, (n,), generator=g).double() * 2 - 1
+    z = x * y[:, None]                         # separable iff some w has z @ w > 0 for every row
+    w = torch.zeros(dim, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([w], lr=1.0, max_iter=steps, tolerance_grad=1e-12, tolerance_change=1e-15,
+                            history_size=20, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.softplus(-(z @ w)).mean()
+        loss.backward()
+        return loss
+    opt.step(closure)
+    return float(100.0 * ((z @ w.detach()) > 0).double().mean())
+
+
+def random_label_accuracy(model: str, width: float, images: torch.Tensor, n: int, seed: int = 0, *,
+                          epochs: float = 15, lr: float = 0.05, num_classes: int = 10,
+                          batch_size: int = 128) -> float:
+    """Training accuracy (%) after fitting `model` at `width` to n of `images` with labels drawn
+    uniformly at random (seeded). No augmentation, label smoothing or weight decay: pure memorisation.
+    Batches of min(batch_size, n) images: small n trains full-batch, one step per epoch."""
+    n = _positive_int(n, "n")
+    if n > len(images):
+        raise ValueError(f"n={n} exceeds the {len(images)} images given")
+    g = torch.Generator().manual_seed(10_007 * seed + n)
+    idx = torch.randperm(len(images), generator=g)[:n]
+    x = images[idx]
+    y = torch.randint(0, num_classes, (n,), generator=g)
+    seed_everything(seed)
+    net = build(model, width, num_classes)
+    cfg = TrainConfig(epochs=epochs, batch_size=min(_positive_int(batch_size, 'batch_size'), n), lr=lr, weight_decay=0.0,
+                      label_smoothing=0.0, augment=False, seed=seed)
+    fit(net, x, y, cfg, progress=False)
+    return evaluate(net, x, y)["acc"]
+
+
+# ---------------------------------------------------------------------------------------------
+# the C1–C3 rules (written and unit-tested before the runs whose numbers they judge)
+
+C1_TEXT = ("diminishing returns if the measured accuracy gained per doubling of parameters (along the widths "
+           "of each depth, averaged over depths) at the largest size is below 3/4 of a positive gain at the smallest size; information per parameter falls if the "
+           "capacity in bits/parameter of the largest probed model is below 3/4 of the smallest's (and "
+           "neither is only a bound in the wrong direction: the largest fitting every size probed, the "
+           "smallest fitting none). Supported: both; qualified: one; refuted: neither.")
+
+
+@rule("C1", C1_TEXT)
+def rule_c1(m: dict) -> str:
+    """C1 from gain_first/gain_last (points per doubling), bits_small/bits_large (bits per parameter)
+    and bits_small_censored/bits_large_censored (True where that capacity is only a bound)."""
+    diminishing = m["gain_first"] > 0 and m["gain_last"] < 0.75 * m["gain_first"]
+    censored = m.get("bits_large_censored", False) or m.get("bits_small_censored", False)
+    info_falls = not censored and m["bits_large"] < 0.75 * m["bits_small"]
+    return "supported" if diminishing and info_falls else "qualified" if diminishing or info_falls else "refuted"
+
+
+C2_TEXT = ("underfitting: at the largest data size the largest model beats the smallest by >= 1 point of test "
+           "accuracy. Overfitting: at the smallest data size the train-test gap of the largest model exceeds the "
+           "smallest model's by >= 5 points. Size must match data: the best model at the smallest data size is "
+           "smaller than the best at the largest data size. Supported: underfitting and a best size that grows "
+           "with data; qualified: underfitting and overfitting by the gap only (bigger never hurt test accuracy); "
+           "refuted: otherwise.")
+
+
+@rule("C2", C2_TEXT)
+def rule_c2(m: dict) -> str:
+    """C2 from acc_gain_at_large_data, gap_growth_at_small_data (points) and best_params_small/large_data."""
+    underfit = m["acc_gain_at_large_data"] >= 1.0
+    gap_grows = m["gap_growth_at_small_data"] >= 5.0
+    best_shifts = m["best_params_small_data"] < m["best_params_large_data"]
+    if underfit and best_shifts:
+        return "supported"
+    if underfit and gap_grows:
+        return "qualified"
+    return "refuted"
+
+
+C3_TEXT = ("from the measured size sweep: supported if 99% of the best accuracy needs at most half of the "
+           "largest model's parameters; qualified if only 95% of the best does; refuted if even 95% needs more "
+           "than half.")
+
+
+@rule("C3", C3_TEXT)
+def rule_c3(m: dict) -> str:
+    """C3 from frac_params_99 and frac_params_95 (parameters needed / parameters of the largest model)."""
+    if m["frac_params_99"] <= 0.5:
+        return "supported"
+    return "qualified" if m["frac_params_95"] <= 0.5 else "refuted"

@@ -1,0 +1,478 @@
+"""slimlab.prune: exact sparsities, masks that survive training, APoZ by hand, channel removal,
+sparse files, the C6/C7/C8/C14 rules, and clear errors for bad arguments."""
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from slimlab import prune as P
+from slimlab.models import build
+from slimlab.train import TrainConfig, fit
+
+
+def tiny(seed=0, name="resnet8", width=0.25):
+    torch.manual_seed(seed)
+    m = build(name, width=width).eval()
+    with torch.no_grad():  # non-trivial BN statistics so slimming is really tested
+        for mod in m.modules():
+            if isinstance(mod, nn.BatchNorm2d):
+                mod.weight.uniform_(0.5, 1.5)
+                mod.bias.uniform_(-0.2, 0.2)
+                mod.running_mean.uniform_(-0.1, 0.1)
+                mod.running_var.uniform_(0.5, 2.0)
+    return m
+
+
+def images(n=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g)
+
+
+# ------------------------------------------------------------------ layers and masks
+
+def test_prunable_layers_in_model_order():
+    m = tiny()
+    names = list(P.prunable_layers(m))
+    assert names[0] == "conv1" and names[-1] == "fc"
+    assert names[1:3] == ["layer1.0.conv1", "layer1.0.conv2"]
+    assert list(P.prunable_layers(m, ["fc", "conv1"])) == ["fc", "conv1"]
+
+
+def test_magnitude_masks_prune_the_smallest_by_hand():
+    lin = nn.Sequential(nn.Linear(3, 2, bias=False))
+    with torch.no_grad():
+        lin[0].weight.copy_(torch.tensor([[0.5, -0.1, 3.0], [-2.0, 0.05, 0.2]]))
+    mask = P.magnitude_masks(lin, 0.5)["0"]
+    expected = torch.tensor([[True, False, True], [True, False, False]])
+    torch.testing.assert_close(mask, expected, atol=0, rtol=0)
+
+
+def test_global_scope_uses_one_threshold_by_hand():
+    net = nn.Sequential(nn.Linear(2, 2, bias=False), nn.Linear(2, 1, bias=False))
+    with torch.no_grad():
+        net[0].weight.copy_(torch.tensor([[1.0, 2.0], [3.0, 4.0]]))
+        net[1].weight.copy_(torch.tensor([[0.5, 5.0]]))
+    masks = P.magnitude_masks(net, 0.5, scope="global")  # 6 weights -> 3 smallest: 0.5, 1, 2
+    torch.testing.assert_close(masks["0"], torch.tensor([[False, False], [True, True]]), atol=0, rtol=0)
+    torch.testing.assert_close(masks["1"], torch.tensor([[False, True]]), atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("scope", ["layer", "global"])
+@pytest.mark.parametrize("sparsity", [0.0, 0.3, 0.8, 0.95])
+def test_exact_sparsity_reached(scope, sparsity):
+    m = P.prune_magnitude(tiny(), sparsity, scope)
+    sp = P.layer_sparsity(m)
+    layers = P.prunable_layers(m)
+    total = sum(l.weight.numel() for l in layers.values())
+    if scope == "global":
+        assert sp["(all)"] == round(sparsity * total) / total
+    else:
+        for n, l in layers.items():
+            assert sp[n] == round(sparsity * l.weight.numel()) / l.weight.numel()
+        assert sp["(all)"] == sum(round(sparsity * l.weight.numel()) for l in layers.values()) / total
+
+
+def test_random_masks_keep_the_counts_and_differ_from_magnitude():
+    m = tiny()
+    mag = P.magnitude_masks(m, 0.7)
+    for masks in (P.random_masks(m, 0.7, seed=1), P.shuffle_masks(mag, seed=1)):
+        for n in mag:
+            assert int(masks[n].sum()) == int(mag[n].sum())
+        assert any(not torch.equal(masks[n], mag[n]) for n in mag)
+    torch.testing.assert_close(P.random_masks(m, 0.7, seed=3)["fc"], P.random_masks(m, 0.7, seed=3)["fc"],
+                               atol=0, rtol=0)
+
+
+def test_masks_are_parametrizations_and_remove_bakes_them_in():
+    base = tiny()
+    m = P.prune_magnitude(base, 0.6)
+    assert torch.nn.utils.parametrize.is_parametrized(m.conv1, "weight")
+    orig = m.conv1.parametrizations.weight.original
+    torch.testing.assert_close(orig, base.conv1.weight, atol=0, rtol=0)  # the original stays reachable
+    masks = P.get_masks(m)
+    P.remove_masks(m)
+    assert not torch.nn.utils.parametrize.is_parametrized(m.conv1, "weight")
+    torch.testing.assert_close(m.conv1.weight, base.conv1.weight * masks["conv1"], atol=0, rtol=0)
+    assert set(m.state_dict()) == set(base.state_dict())
+
+
+def test_pruned_weights_stay_zero_through_training():
+    m = P.prune_magnitude(tiny(), 0.8, "global")
+    masks = P.get_masks(m)
+    before = {n: l.weight.detach().clone() for n, l in P.prunable_layers(m).items()}
+    x, y = images(16), torch.arange(16) % 10
+    fit(m, x, y, TrainConfig(steps=3, batch_size=8, lr=0.5, weight_decay=5e-4), progress=False)
+    for n, l in P.prunable_layers(m).items():
+        w = l.weight.detach().cpu()
+        assert torch.all(w[~masks[n].cpu()] == 0), n
+    assert any(not torch.equal(l.weight.detach().cpu(), before[n]) for n, l in P.prunable_layers(m).items())
+    assert P.layer_sparsity(m)["(all)"] >= 0.8
+
+
+def test_cubic_schedule_by_hand():
+    assert P.cubic_sparsity(0, 100, 0.9) == 0.0
+    assert P.cubic_sparsity(75, 100, 0.9) == pytest.approx(0.9)
+    assert P.cubic_sparsity(100, 100, 0.9) == pytest.approx(0.9)
+    p = 30 / 75
+    assert P.cubic_sparsity(30, 100, 0.9, initial=0.1) == pytest.approx(0.9 + (0.1 - 0.9) * (1 - p) ** 3)
+    assert P.cubic_sparsity(5, 100, 0.5, begin=0.1, end=0.5) == 0.0
+
+
+def test_gradual_pruning_reaches_the_final_sparsity_through_fit():
+    m = tiny()
+    hook = P.gradual_pruning(m, 0.75, "layer", every=2)
+    assert P.layer_sparsity(m)["(all)"] == 0.0
+    x, y = images(16), torch.arange(16) % 10
+    seen = []
+    fit(m, x, y, TrainConfig(steps=4, batch_size=8, lr=0.05),
+        on_step=lambda s, t, net: (hook(s, t, net), seen.append(P.layer_sparsity(net)["(all)"])), progress=False)
+    assert seen == sorted(seen) and seen[0] < 0.75
+    for n, l in P.prunable_layers(m).items():
+        assert P.layer_sparsity(m)[n] == round(0.75 * l.weight.numel()) / l.weight.numel()
+
+
+def test_sensitivity_prunes_one_layer_and_restores_it():
+    m = tiny()
+    ref = {k: v.clone() for k, v in m.state_dict().items()}
+    x, y = images(20), torch.arange(20) % 10
+    out = P.sensitivity(m, x, y, (0.0, 0.99), layers=["conv1", "fc"], progress=False)
+    assert list(out) == ["conv1", "fc"] and all(len(v) == 2 for v in out.values())
+    from slimlab.train import evaluate
+    assert out["fc"][0] == evaluate(m, x, y)["acc"]
+    for k, v in m.state_dict().items():
+        torch.testing.assert_close(v, ref[k], atol=0, rtol=0)
+
+
+# ------------------------------------------------------------------ weight statistics
+
+def test_fit_weights_normal_sample_fits_and_mixture_recovers_modes():
+    g = torch.Generator().manual_seed(0)
+    normal = torch.randn(5000, generator=g) * 0.1
+    f = P.fit_weights(normal)
+    assert f.normal_ks < 0.03 and abs(f.mean) < 0.01 and f.std == pytest.approx(0.1, rel=0.05)
+    assert abs(f.excess_kurtosis) < 0.3
+    bimodal = torch.cat([torch.randn(3000, generator=g) * 0.05 - 1, torch.randn(3000, generator=g) * 0.05 + 1])
+    b = P.fit_weights(bimodal, components=2)
+    assert b.normal_ks > 0.1 and b.mixture_ks < 0.03
+    assert sorted(round(m) for m in b.mixture_means) == [-1, 1]
+    # share_small by hand: |w| < 0.1 * max|w|
+    w = torch.tensor([0.0, 0.05, -0.05, 0.2, 1.0, -0.5, 0.09, 0.3, 0.4, 0.6, 0.7])
+    assert P.fit_weights(w).share_small == pytest.approx(4 / 11)
+
+
+def test_weight_stats_covers_every_layer_and_mixture_cdf_is_a_cdf():
+    stats = P.weight_stats(tiny(), max_samples=500)
+    assert [s.layer for s in stats] == list(P.prunable_layers(tiny()))
+    x = np.linspace(-5, 5, 101)
+    c = P.mixture_cdf(x, (0.3, 0.7), (-1, 1), (0.5, 1.0))
+    assert np.all(np.diff(c) >= 0) and c[0] < 1e-3 and c[-1] > 1 - 1e-3
+    pdf = P.mixture_pdf(x, (0.3, 0.7), (-1, 1), (0.5, 1.0))
+    assert np.trapezoid(pdf, x) == pytest.approx(1.0, abs=1e-3)
+
+
+# ------------------------------------------------------------------ APoZ and channels
+
+def test_apoz_on_a_hand_built_network():
+    net = nn.Sequential(nn.Conv2d(1, 2, 1, bias=True), nn.ReLU())
+    with torch.no_grad():
+        net[0].weight.copy_(torch.tensor([1.0, -1.0]).view(2, 1, 1, 1))
+        net[0].bias.zero_()
+    # one image 1x2x2 with values [-1, 2, 3, 0] -> channel 0 = x: zeros at -1 and 0 -> 2/4
+    #                                            -> channel 1 = -x: zeros at 2, 3, 0 -> 3/4
+    x = torch.tensor([[-1.0, 2.0], [3.0, 0.0]]).view(1, 1, 2, 2)
+    a = P.apoz(net, x, layers=["1"])
+    torch.testing.assert_close(a["1"], torch.tensor([0.5, 0.75]), atol=0, rtol=0)
+    # the same on the module before the ReLU (relu(out) == 0 <=> out <= 0), over two batches
+    x2 = torch.cat([x, -x])  # second image: [1, -2, -3, 0] -> ch0 zeros 3/4, ch1 zeros 2/4
+    a2 = P.apoz(net, x2, layers=["0"], batch_size=1)
+    torch.testing.assert_close(a2["0"], torch.tensor([5 / 8, 5 / 8]), atol=0, rtol=0)
+
+
+def test_zero_counter_removes_its_hooks_even_on_error():
+    m = tiny()
+    mods = {"b": m.layer1[0].bn1}
+    with pytest.raises(RuntimeError):
+        with P.zero_counter(mods):
+            assert len(m.layer1[0].bn1._forward_hooks) == 1
+            raise RuntimeError("boom")
+    assert len(m.layer1[0].bn1._forward_hooks) == 0
+
+
+def test_default_apoz_covers_every_block():
+    m = tiny()
+    a = P.apoz(m, images(4))
+    assert list(a) == [f"{n}.bn1" for n in P.blocks(m)]
+    assert all(((v >= 0) & (v <= 1)).all() for v in a.values())
+
+
+def test_select_channels_drops_the_lowest_scores():
+    keep = P.select_channels({"b": torch.tensor([0.9, 0.1, 0.5, 0.3])}, 0.5)
+    torch.testing.assert_close(keep["b"], torch.tensor([0, 2]), atol=0, rtol=0)
+    assert P.select_channels({"b": torch.tensor([1.0, 2.0])}, 0.99)["b"].numel() == 1  # one always stays
+
+
+def test_channel_scores_l1_by_hand_and_random_is_seeded():
+    m = tiny()
+    s = P.channel_scores(m, "l1")["layer1.0"]
+    torch.testing.assert_close(s, m.layer1[0].conv1.weight.abs().sum((1, 2, 3)), atol=0, rtol=0)
+    r1, r2 = P.channel_scores(m, "random", seed=4), P.channel_scores(m, "random", seed=4)
+    torch.testing.assert_close(r1["layer2.0"], r2["layer2.0"], atol=0, rtol=0)
+
+
+def integer_model(seed=0):
+    """resnet8 in float64 with small integer weights, identity BNs (eps=0) and no input normalisation:
+    every sum is an exact integer, so outputs do not depend on the order of accumulation."""
+    g = torch.Generator().manual_seed(seed)
+    m = build("resnet8", width=0.5).double().eval()
+    with torch.no_grad():
+        m.normalize.mean.zero_()
+        m.normalize.std.fill_(1.0)
+        for mod in m.modules():
+            if isinstance(mod, (nn.Conv2d, nn.Linear)):
+                mod.weight.copy_(torch.randint(-1, 2, mod.weight.shape, generator=g).double())
+                if mod.bias is not None:
+                    mod.bias.zero_()
+            if isinstance(mod, nn.BatchNorm2d):
+                mod.eps = 0.0
+                mod.running_mean.zero_()
+                mod.running_var.fill_(1.0)
+                mod.weight.fill_(1.0)
+                mod.bias.copy_(torch.randint(-2, 3, mod.bias.shape, generator=g).double())
+    return m
+
+
+def test_removing_all_zero_channels_changes_no_output():
+    m = integer_model()
+    dead = {"layer1.0": [0, 3], "layer2.0": [1], "layer3.0": [5, 6, 7]}
+    named = dict(m.named_modules())
+    with torch.no_grad():
+        for n, idx in dead.items():
+            named[n].bn1.weight[idx] = 0.0   # bn1 output = bias = -1 < 0 -> ReLU output exactly 0
+            named[n].bn1.bias[idx] = -1.0
+    keep = {n: torch.tensor([c for c in range(named[n].conv1.out_channels) if c not in idx])
+            for n, idx in dead.items()}
+    slim = P.slim_channels(m, keep)
+    x = torch.randint(0, 3, (6, 3, 32, 32), generator=torch.Generator().manual_seed(1)).double()
+    ref = m(x)
+    assert ref.abs().max() > 0
+    torch.testing.assert_close(slim(x), ref, atol=0, rtol=0)
+    assert slim.layer3[0].conv1.out_channels == 32 - 3 and slim.layer3[0].conv2.in_channels == 32 - 3
+    assert slim.arch["inner_channels"] == {n: len(k) for n, k in keep.items()}
+    a = P.apoz(m.float(), x.float())
+    assert all(float(a[f"{n}.bn1"][i]) == 1.0 for n, idx in dead.items() for i in idx)
+
+
+def test_removing_channels_keeps_the_kept_ones_in_float32():
+    m = tiny(width=0.5)
+    keep = {"layer2.0": torch.tensor([0, 2, 5, 9])}
+    slim = P.slim_channels(m, keep)
+    b, s = m.layer2[0], slim.layer2[0]
+    torch.testing.assert_close(s.conv1.weight, b.conv1.weight[keep["layer2.0"]], atol=0, rtol=0)
+    torch.testing.assert_close(s.conv2.weight, b.conv2.weight[:, keep["layer2.0"]], atol=0, rtol=0)
+    torch.testing.assert_close(s.bn1.running_var, b.bn1.running_var[keep["layer2.0"]], atol=0, rtol=0)
+
+
+def test_prune_channels_counts_are_equal_across_methods():
+    m = tiny(width=0.5)
+    x = images(8)
+    shapes = []
+    for method in P.CHANNEL_METHODS:
+        s = P.prune_channels(m, 0.25, method, x=x)
+        shapes.append([b.conv1.out_channels for b in P.blocks(s).values()])
+        assert s(x.float() / 255).shape == (8, 10)
+    assert shapes[0] == shapes[1] == shapes[2] == [8 - 2, 16 - 4, 32 - 8]
+
+
+def test_network_trimming_two_rounds_lands_on_the_target():
+    m = tiny(width=0.5)
+    x, y = images(16), torch.arange(16) % 10
+    out = P.network_trimming(m, 0.5, "l1", x, (x, y), TrainConfig(steps=1, batch_size=8), rounds=2, progress=False)
+    assert [b.conv1.out_channels for b in P.blocks(out).values()] == [4, 8, 16]
+
+
+# ------------------------------------------------------------------ files
+
+def test_dense_file_rebuilds_a_slimmed_model_on_its_own(tmp_path):
+    slim = P.prune_channels(tiny(width=0.5), 0.5, "l1")
+    nbytes = P.save_dense(slim, tmp_path / "slim.pt")
+    assert nbytes == (tmp_path / "slim.pt").stat().st_size
+    back = P.load_dense(tmp_path / "slim.pt")
+    x = images(4).float() / 255
+    torch.testing.assert_close(back(x), slim(x), atol=0, rtol=0)
+
+
+def test_sparse_round_trip_is_exact_and_small(tmp_path):
+    m = P.prune_magnitude(tiny(width=1.0), 0.9, "global")
+    n_sparse = P.save_sparse(m, tmp_path / "s.pt")
+    back = P.load_sparse(tmp_path / "s.pt")
+    ref = P.plain_state_dict(m)
+    assert set(back.state_dict()) == set(ref)
+    for k, v in back.state_dict().items():
+        torch.testing.assert_close(v, ref[k], atol=0, rtol=0)
+    n_dense = P.save_dense(m, tmp_path / "d.pt")
+    n_int8 = P.save_sparse(m, tmp_path / "q.pt", values="int8")
+    assert n_int8 < n_sparse < n_dense / 4
+    q = P.load_sparse(tmp_path / "q.pt")
+    for k in P.prunable_layers(m):
+        w, wq = ref[k + ".weight"], q.state_dict()[k + ".weight"]
+        codes, scale = P.quantize_int8(w[w != 0])
+        torch.testing.assert_close(wq[w != 0], codes.float() * scale, atol=0, rtol=0)
+        assert torch.all(wq[w == 0] == 0)
+
+
+def test_torch_prune_file_holds_orig_and_mask(tmp_path):
+    m = tiny()
+    masks = P.magnitude_masks(m, 0.5)
+    n = P.save_torch_prune(m, masks, tmp_path / "tp.pt")
+    sd = torch.load(tmp_path / "tp.pt", weights_only=True)
+    assert "conv1.weight_orig" in sd and "conv1.weight_mask" in sd
+    torch.testing.assert_close(sd["conv1.weight_mask"], masks["conv1"].float(), atol=0, rtol=0)
+    assert n > P.save_dense(m, tmp_path / "d.pt")
+
+
+def test_quantize_int8_by_hand():
+    codes, scale = P.quantize_int8(torch.tensor([1.27, -0.635, 0.01]))
+    assert scale == pytest.approx(0.01)
+    torch.testing.assert_close(codes, torch.tensor([127, -64, 1], dtype=torch.int8), atol=0, rtol=0)
+
+
+# ------------------------------------------------------------------ rules on made-up metrics
+
+@pytest.mark.parametrize("metrics,verdict", [
+    ({"share_layers_fit": 0.9, "share_layers_centred": 1.0, "median_share_small": 0.3}, "supported"),
+    ({"share_layers_fit": 0.7, "share_layers_centred": 1.0, "median_share_small": 0.3}, "qualified"),
+    ({"share_layers_fit": 0.9, "share_layers_centred": 0.9, "median_share_small": 0.1}, "qualified"),
+    ({"share_layers_fit": 0.4, "share_layers_centred": 1.0, "median_share_small": 0.3}, "refuted"),
+    ({"share_layers_fit": 0.9, "share_layers_centred": 0.3, "median_share_small": 0.3}, "refuted"),
+])
+def test_c6_rule(metrics, verdict):
+    assert P.c6_rule(metrics) == verdict
+
+
+@pytest.mark.parametrize("mag,rnd,ft,verdict", [
+    ([60, 50, 12], [59.5, 30, 10], [2.0], "supported"),    # 30% ignored (< 50%), 90% ignored (both near chance)
+    ([60, 50, 40], [59.5, 49.5, 20], [2.0], "qualified"),  # magnitude ahead, but by < 1 pt at 50%
+    ([60, 50, 40], [59.5, 30, 20], [-1.0], "qualified"),   # worse after fine-tuning
+    ([60, 30, 20], [59.5, 40, 25], [2.0], "refuted"),      # random ahead on average
+    ([60, 12, 10], [59.5, 10, 10], [2.0], "qualified"),    # nothing informative: all near chance
+])
+def test_c7_rule(mag, rnd, ft, verdict):
+    m = {"sparsities": [0.3, 0.5, 0.9], "oneshot_magnitude_acc": mag, "oneshot_random_acc": rnd,
+         "finetuned_gaps_pt": ft, "chance_acc": 10.0}
+    assert P.c7_rule(m) == verdict
+
+
+@pytest.mark.parametrize("rare,loss,apoz_acc,random_acc,verdict", [
+    (0.2, 0.5, 90.0, 90.2, "supported"),
+    (0.2, 0.5, 90.0, 91.0, "qualified"),
+    (0.05, 0.5, 90.0, 89.0, "qualified"),
+    (0.2, 3.0, 88.0, 87.0, "qualified"),
+    (0.01, 3.0, 88.0, 87.0, "refuted"),
+])
+def test_c8_rule(rare, loss, apoz_acc, random_acc, verdict):
+    m = {"share_rare_channels": rare, "apoz_loss_pt": loss, "apoz_acc": apoz_acc, "random_acc": random_acc}
+    assert P.c8_rule(m) == verdict
+
+
+@pytest.mark.parametrize("small,speed,loss,verdict", [
+    (100_000, 1.5, 0.5, "supported"),
+    (100_000, 1.0, 0.5, "qualified"),
+    (100_000, 1.5, 3.0, "qualified"),
+    (800_000, 1.5, 0.5, "qualified"),
+    (800_000, 1.0, 0.5, "refuted"),
+])
+def test_c14_pruning_rule(small, speed, loss, verdict):
+    m = {"smallest_pruned_bytes": small, "dense_bytes": 1_100_000, "flash_bytes": 1_048_576,
+         "slim_speedup": speed, "slim_acc_loss_pt": loss}
+    assert P.c14_pruning_rule(m) == verdict
+
+
+def test_rules_are_registered_with_the_ledger():
+    from slimlab.ledger import judge
+    r = judge("C14", {"smallest_pruned_bytes": 1, "dense_bytes": 10, "flash_bytes": 100, "slim_speedup": 2.0,
+                      "slim_acc_loss_pt": 0.0}, name="pruning")
+    assert r.verdict == "supported" and "pruning part" in r.rule
+
+
+# ------------------------------------------------------------------ bad inputs
+
+class NoPrunable(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.bn = nn.BatchNorm2d(3)
+
+
+BAD = [
+    # (callable, exception, message fragment)
+    (lambda m: P.magnitude_masks(m, 1.0), ValueError, r"sparsity must be in \[0, 1\)"),
+    (lambda m: P.magnitude_masks(m, -0.1), ValueError, r"sparsity must be in \[0, 1\)"),
+    (lambda m: P.magnitude_masks(m, "0.5"), TypeError, "sparsity must be a number"),
+    (lambda m: P.magnitude_masks(m, 0.5, scope="network"), ValueError, "scope must be one of"),
+    (lambda m: P.magnitude_masks(m, 0.5, layers=["nope"]), ValueError, r"unknown layer\(s\) \['nope'\]"),
+    (lambda m: P.magnitude_masks(m, 0.5, layers="conv1"), TypeError, "layers must be a list"),
+    (lambda m: P.magnitude_masks(m, 0.5, layers=[]), ValueError, "layers is empty"),
+    (lambda m: P.magnitude_masks(NoPrunable(), 0.5), ValueError, "has no prunable layer"),
+    (lambda m: P.magnitude_masks("model", 0.5), TypeError, "model must be an nn.Module"),
+    (lambda m: P.random_masks(m, 1.5), ValueError, r"sparsity must be in \[0, 1\)"),
+    (lambda m: P.random_masks(m, 0.5, layers=["x"]), ValueError, "unknown layer"),
+    (lambda m: P.shuffle_masks({}), ValueError, "non-empty dict"),
+    (lambda m: P.apply_masks(m, {"conv1": torch.ones(3, dtype=torch.bool)}), ValueError, "has shape"),
+    (lambda m: P.apply_masks(m, {"nope": torch.ones(3, dtype=torch.bool)}), ValueError, "unknown layer"),
+    (lambda m: P.prune_magnitude(m, 1.0), ValueError, r"sparsity must be in \[0, 1\)"),
+    (lambda m: P.prune_random(m, 2.0), ValueError, r"sparsity must be in \[0, 1\)"),
+    (lambda m: P.cubic_sparsity(1, 10, 1.0), ValueError, r"final must be in \[0, 1\)"),
+    (lambda m: P.cubic_sparsity(1, 10, 0.5, initial=-1), ValueError, r"initial must be in \[0, 1\)"),
+    (lambda m: P.cubic_sparsity(1, 10, 0.5, begin=0.8, end=0.5), ValueError, "begin < end"),
+    (lambda m: P.cubic_sparsity(1, 0, 0.5), ValueError, "total must be an int >= 1"),
+    (lambda m: P.gradual_pruning(m, 1.0), ValueError, r"final must be in \[0, 1\)"),
+    (lambda m: P.gradual_pruning(m, 0.5, scope="x"), ValueError, "scope must be one of"),
+    (lambda m: P.gradual_pruning(m, 0.5, every=0), ValueError, "every must be an int >= 1"),
+    (lambda m: P.sensitivity(m, images(2), torch.zeros(2, dtype=torch.long), ()), ValueError, "at least one"),
+    (lambda m: P.sensitivity(m, images(2), torch.zeros(2, dtype=torch.long), (1.0,)), ValueError, r"\[0, 1\)"),
+    (lambda m: P.sensitivity(m, images(2), torch.zeros(2, dtype=torch.long), (0.5,), layers=["q"]), ValueError, "unknown layer"),
+    (lambda m: P.sensitivity(P.prune_magnitude(m, 0.5), images(2), torch.zeros(2, dtype=torch.long), (0.5,)), ValueError, "unmasked model"),
+    (lambda m: P.fit_weights([1.0, 2.0]), TypeError, "w must be a torch tensor"),
+    (lambda m: P.fit_weights(torch.ones(3)), ValueError, "at least 10 weights"),
+    (lambda m: P.fit_weights(torch.randn(50), components=0), ValueError, "components must be an int >= 1"),
+    (lambda m: P.weight_stats(NoPrunable()), ValueError, "has no prunable layer"),
+    (lambda m: P.apoz(m, torch.zeros(0, 3, 32, 32)), ValueError, "non-empty image batch"),
+    (lambda m: P.apoz(m, images(2), layers=["nope"]), ValueError, r"unknown module\(s\)"),
+    (lambda m: P.apoz(nn.Sequential(nn.Conv2d(3, 3, 1)), images(2)), ValueError, "has no BasicBlock"),
+    (lambda m: P.zero_counter({}).__enter__(), ValueError, "non-empty dict"),
+    (lambda m: P.channel_scores(m, "taylor"), ValueError, "method must be one of"),
+    (lambda m: P.channel_scores(m, "apoz"), ValueError, "needs images x"),
+    (lambda m: P.select_channels({"b": torch.ones(4)}, 1.0), ValueError, r"fraction must be in \[0, 1\)"),
+    (lambda m: P.select_channels({"b": torch.ones(4)}, True), TypeError, "fraction must be a number"),
+    (lambda m: P.select_channels({}, 0.5), ValueError, "non-empty dict"),
+    (lambda m: P.slim_channels(m, {"layer9.0": torch.tensor([0])}), ValueError, r"unknown block\(s\)"),
+    (lambda m: P.slim_channels(m, {"layer1.0": torch.tensor([0, 0])}), ValueError, "distinct channel indices"),
+    (lambda m: P.slim_channels(m, {"layer1.0": torch.tensor([99])}), ValueError, "distinct channel indices"),
+    (lambda m: P.slim_channels(P.prune_magnitude(m, 0.5), {}), ValueError, "unmasked model"),
+    (lambda m: P.prune_channels(m, -0.5, "l1"), ValueError, r"fraction must be in \[0, 1\)"),
+    (lambda m: P.prune_channels(m, 0.5, "nope"), ValueError, "method must be one of"),
+    (lambda m: P.network_trimming(m, 0.5, "l1", images(2), (images(2), torch.zeros(2, dtype=torch.long)),
+                                  TrainConfig(steps=1), rounds=0), ValueError, "rounds must be an int >= 1"),
+    (lambda m: P.network_trimming(m, 1.0, "l1", images(2), (images(2), torch.zeros(2, dtype=torch.long)),
+                                  TrainConfig(steps=1)), ValueError, r"fraction must be in \[0, 1\)"),
+    (lambda m: P.save_sparse(m, "/tmp/never.pt", values="int4"), ValueError, "values must be one of"),
+    (lambda m: P.save_sparse(nn.Linear(2, 2), "/tmp/never.pt"), ValueError, "must be a slimlab ResNet"),
+    (lambda m: P.save_sparse(m, "/tmp/never.pt", layers=["nope"]), ValueError, "unknown layer"),
+    (lambda m: P.save_dense(nn.Linear(2, 2), "/tmp/never.pt"), ValueError, "must be a slimlab ResNet"),
+    (lambda m: P.build_from_arch({"width": 1.0}), ValueError, "arch must be a slimlab model's .arch"),
+]
+
+
+@pytest.mark.parametrize("call,exc,match", BAD, ids=[f"bad{i}" for i in range(len(BAD))])
+def test_bad_inputs_raise_clear_errors(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call(tiny())
+
+
+def test_loading_a_foreign_file_is_refused(tmp_path):
+    torch.save({"format": "other"}, tmp_path / "f.pt")
+    with pytest.raises(ValueError, match="not a slimlab-sparse/1 file"):
+        P.load_sparse(tmp_path / "f.pt")
+    with pytest.raises(ValueError, match="not a slimlab-dense/1 file"):
+        P.load_dense(tmp_path / "f.pt")
