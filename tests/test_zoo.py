@@ -51,6 +51,6 @@ def test_committed_checkpoints_match_their_cards():
             pytest.skip(f"{name} not committed yet")
         card = zoo.card(name)
         assert card["sha256"] == zoo.sha256_file(p) == zoo.SHA256[name]
-        assert card["command"].startswith("python -m slimlab.zoo train")
+        assert f"python -m slimlab.zoo train {name}" in card["command"]
         m = zoo.load(name)
         assert sum(t.numel() for t in m.parameters()) == card["params"]
