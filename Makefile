@@ -33,7 +33,11 @@ run: install
 ## unit tests + every notebook under nbval, quick profile
 test: install
 	SLIMLAB_PROFILE=quick $(PY) -m pytest -q tests
-	SLIMLAB_PROFILE=quick $(PY) -m pytest -q -p no:cacheprovider $(NBVAL) $(NOTEBOOKS)
+	@for nb in $(NOTEBOOKS); do \
+	  start=$$(date +%s); \
+	  SLIMLAB_PROFILE=quick $(PY) -m pytest -q -p no:cacheprovider $(NBVAL) "$$nb" || exit 1; \
+	  echo ">>> $$nb passed nbval in $$(( $$(date +%s) - start )) s"; \
+	done
 
 unit: install
 	SLIMLAB_PROFILE=quick $(PY) -m pytest -q tests

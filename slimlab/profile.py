@@ -46,7 +46,7 @@ class QuantizeSection:
     latency_repeats: int
     qat_bits: tuple[int, ...] = (4, 2)      # weight bits recovered by QAT
     qat_batch: int = 128
-    qat_lr: float = 0.01                    # peak lr of the cosine QAT fine-tune
+    qat_lr: float = 0.005                   # peak lr of the cosine QAT fine-tune (BN folded: keep it low)
     calib_act_bits: int = 4                 # activation bits at which the calibrators are compared
     lowprec_arch: str = "resnet8"           # C5: network trained with low-precision weight storage
     lowprec_batch: int = 128
@@ -133,10 +133,10 @@ QUICK = Profile(
         capacity_epochs=15, batch_size=64, eval_images=500, latency_repeats=5, threads=1,
     ),
     quantize=QuantizeSection(
-        calib_images=128, eval_images=500, bits=(8, 4, 2), qat_steps=12,
-        lowprec_epochs=1, lowprec_train_images=1024, latency_repeats=3,
-        qat_bits=(4, 2), qat_batch=64, qat_lr=0.01, calib_act_bits=4, lowprec_arch="resnet8",
-        lowprec_batch=64, latency_batches=(64, 1),
+        calib_images=128, eval_images=500, bits=(8, 4, 2), qat_steps=4,
+        lowprec_epochs=1, lowprec_train_images=512, latency_repeats=3,
+        qat_bits=(4, 2), qat_batch=32, qat_lr=0.001, calib_act_bits=4, lowprec_arch="resnet8",
+        lowprec_batch=32, latency_batches=(64, 1),
     ),
     prune=PruneSection(
         eval_images=200, sparsities=(0.5, 0.7, 0.9), finetune_steps=4,
@@ -171,7 +171,7 @@ FULL = Profile(
     quantize=QuantizeSection(
         calib_images=2048, eval_images=0, bits=(8, 6, 5, 4, 3, 2), qat_steps=2000,
         lowprec_epochs=10, lowprec_train_images=20000, latency_repeats=30,
-        qat_bits=(4, 2), qat_batch=128, qat_lr=0.01, calib_act_bits=4, lowprec_arch="resnet8",
+        qat_bits=(4, 2), qat_batch=128, qat_lr=0.005, calib_act_bits=4, lowprec_arch="resnet8",
         lowprec_batch=128, latency_batches=(64, 1),
     ),
     prune=PruneSection(
