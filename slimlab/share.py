@@ -1,0 +1,712 @@
+"""Parameter sharing: find a cheaper function that gives nearly the same outputs.
+
+Three routes, one section each:
+
+* **Low-rank** (PCA for weights): a layer's weight matrix W (out, in·k·k) is replaced by its
+  truncated SVD, W ≈ U_r S_r V_rᵀ. A Linear becomes Linear(in→r) then Linear(r→out); a
+  Conv2d becomes a k×k conv to r channels then a 1×1 conv (the "two-layer" scheme of Jaderberg
+  et al. / Zhang et al.). The rank comes from a count or from the retained energy Σ_{i<r} s_i² / Σ s_i².
+* **k-means sharing** (Han et al., Deep Compression; Deep k-Means): each layer's weights are
+  clustered into 2^b values; the layer keeps a float codebook and a b-bit index per weight.
+  The codebook is a `torch.nn.utils.parametrize` parametrization (weight = codebook[index]), so
+  fine-tuning with the common `fit` gathers the gradients of all weights of a cluster into
+  their centroid. `export_shared` writes packed indices plus codebooks to a real file;
+  `huffman_size` measures the Huffman-coded index streams against the entropy bound.
+* **Hashing** (Chen et al., HashedNets): `HashedLinear` / `HashedConv2d` draw every virtual
+  weight from a small real parameter vector through a deterministic hash, times a ±1 sign hash.
+
+Verdict rules for C9 and C10 are registered at the bottom.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import struct
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.nn.utils import parametrize
+
+from .ledger import rule
+from .models import build
+from .train import TrainConfig
+
+INITS = ("linear", "density", "random")
+
+
+# ----------------------------------------------------------------------------------------------
+# helpers
+# ----------------------------------------------------------------------------------------------
+
+def _check_module(model) -> None:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+
+
+def _check_weight(weight) -> torch.Tensor:
+    if not isinstance(weight, torch.Tensor):
+        raise TypeError(f"weight must be a torch.Tensor, got {type(weight).__name__}")
+    if weight.dim() < 2:
+        raise ValueError(f"weight must have >= 2 dims (out, in, ...), got shape {tuple(weight.shape)}")
+    return weight
+
+
+def _check_bits(bits) -> int:
+    if isinstance(bits, bool) or not isinstance(bits, int):
+        raise TypeError(f"bits must be an int, got {type(bits).__name__}")
+    if not 1 <= bits <= 16:
+        raise ValueError(f"bits must be in 1..16, got {bits}")
+    return bits
+
+
+def _layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """Every Conv2d and Linear of `model`, by qualified name, in module order."""
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+
+def _set_module(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, new)
+
+
+def finetune_config(steps: int, batch_size: int = 128, seed: int = 0) -> TrainConfig:
+    """The short fine-tune used after factorizing or clustering: cosine from lr 0.01, `steps` steps."""
+    return TrainConfig(steps=steps, batch_size=batch_size, lr=0.01, weight_decay=5e-4,
+                       label_smoothing=0.1, schedule="cosine", warmup=0.1, seed=seed)
+
+
+# ----------------------------------------------------------------------------------------------
+# 1. low-rank factorization
+# ----------------------------------------------------------------------------------------------
+
+def singular_values(weight: torch.Tensor) -> torch.Tensor:
+    """Singular values (descending, float64) of `weight` viewed as a matrix (out, in·k·k)."""
+    w = _check_weight(weight).detach().reshape(weight.shape[0], -1).double().cpu()
+    return torch.linalg.svdvals(w)
+
+
+def rank_for_energy(s: torch.Tensor, energy: float) -> int:
+    """Smallest rank r whose singular values s[:r] keep at least `energy` (0–1] of Σ s²."""
+    if not isinstance(s, torch.Tensor) or s.dim() != 1 or len(s) == 0:
+        raise TypeError("s must be a non-empty 1-D tensor of singular values")
+    if isinstance(energy, bool) or not isinstance(energy, (int, float)) or not 0 < energy <= 1:
+        raise ValueError(f"energy must be a fraction in (0, 1], got {energy!r}")
+    e = (s.double() ** 2).cumsum(0)
+    e = e / e[-1]
+    r = int(torch.searchsorted(e, torch.tensor([energy - 1e-12], dtype=e.dtype)).item()) + 1
+    return min(r, len(s))
+
+
+def _check_rank(rank, full: int) -> int:
+    if isinstance(rank, bool) or not isinstance(rank, int):
+        raise TypeError(f"rank must be an int, got {type(rank).__name__}")
+    if not 1 <= rank <= full:
+        raise ValueError(f"rank must be in 1..{full} (the layer's full rank), got {rank}")
+    return rank
+
+
+def svd_factors(weight: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(A, B) with A (out, r) and B (r, in·k·k), A @ B the best rank-r approximation of `weight`.
+
+    Each factor takes √s so both have comparable scale.
+    """
+    w = _check_weight(weight).detach().reshape(weight.shape[0], -1).double().cpu()
+    _check_rank(rank, min(w.shape))
+    u, s, vh = torch.linalg.svd(w, full_matrices=False)
+    root = s[:rank].sqrt()
+    return (u[:, :rank] * root).to(weight.dtype), (root[:, None] * vh[:rank]).to(weight.dtype)
+
+
+def reconstruct(weight: torch.Tensor, rank: int) -> torch.Tensor:
+    """The best rank-`rank` approximation of `weight`, same shape (Eckart–Young)."""
+    a, b = svd_factors(weight, rank)
+    return (a.double() @ b.double()).to(weight.dtype).reshape(weight.shape)
+
+
+def reconstruction_error(weight: torch.Tensor, rank: int) -> float:
+    """Relative Frobenius error ‖W − W_r‖ / ‖W‖ of the rank-`rank` approximation (0–1)."""
+    w = _check_weight(weight).detach().double()
+    return ((w - reconstruct(w, rank)).norm() / w.norm()).item()
+
+
+def factorize_linear(layer: nn.Linear, rank: int) -> nn.Sequential:
+    """Linear(in→out) as Linear(in→r, no bias) then Linear(r→out, the original bias)."""
+    if not isinstance(layer, nn.Linear):
+        raise TypeError(f"layer must be an nn.Linear, got {type(layer).__name__}")
+    a, b = svd_factors(layer.weight, rank)
+    kw = {"device": layer.weight.device, "dtype": layer.weight.dtype}
+    first = nn.Linear(layer.in_features, rank, bias=False, **kw)
+    second = nn.Linear(rank, layer.out_features, bias=layer.bias is not None, **kw)
+    with torch.no_grad():
+        first.weight.copy_(b)
+        second.weight.copy_(a)
+        if layer.bias is not None:
+            second.bias.copy_(layer.bias)
+    return nn.Sequential(first, second)
+
+
+def factorize_conv(conv: nn.Conv2d, rank: int) -> nn.Sequential:
+    """Conv2d(cin→cout, k×k) as a k×k conv cin→r (same stride/padding) then a 1×1 conv r→cout."""
+    if not isinstance(conv, nn.Conv2d):
+        raise TypeError(f"conv must be an nn.Conv2d, got {type(conv).__name__}")
+    if conv.groups != 1 or conv.padding_mode != "zeros":
+        raise ValueError("only convolutions with groups=1 and zero padding can be factorized")
+    a, b = svd_factors(conv.weight, rank)
+    kw = {"device": conv.weight.device, "dtype": conv.weight.dtype}
+    first = nn.Conv2d(conv.in_channels, rank, conv.kernel_size, conv.stride, conv.padding,
+                      conv.dilation, bias=False, **kw)
+    second = nn.Conv2d(rank, conv.out_channels, 1, bias=conv.bias is not None, **kw)
+    with torch.no_grad():
+        first.weight.copy_(b.reshape(rank, *conv.weight.shape[1:]))
+        second.weight.copy_(a.reshape(conv.out_channels, rank, 1, 1))
+        if conv.bias is not None:
+            second.bias.copy_(conv.bias)
+    return nn.Sequential(first, second)
+
+
+@dataclass(frozen=True)
+class LayerRank:
+    """What `low_rank` did to one layer."""
+    name: str
+    shape: tuple[int, ...]
+    full_rank: int
+    rank: int              # rank asked for (energy or count)
+    energy: float          # fraction of Σ s² kept at that rank
+    params_before: int
+    params_after: int      # equal to params_before when the layer was left dense
+    factorized: bool
+
+
+def low_rank(model: nn.Module, *, energy: float | None = None, rank: int | None = None
+             ) -> tuple[nn.Module, list[LayerRank]]:
+    """A copy of `model` with every Conv2d/Linear factorized at the rank given by `energy` or `rank`.
+
+    Exactly one of `energy` (fraction of Σ s² kept per layer, in (0, 1]) or `rank` (the same
+    count for every layer, >= 1) must be given. A layer is factorized only where the two
+    factors hold fewer parameters than the original (r·(out + in·k·k) < out·in·k·k) and the
+    rank is below full; otherwise it stays dense. Returns (new model in eval mode, per-layer report).
+    """
+    _check_module(model)
+    if (energy is None) == (rank is None):
+        raise ValueError("give exactly one of energy= (fraction kept, in (0, 1]) or rank= (int >= 1)")
+    if rank is not None and (isinstance(rank, bool) or not isinstance(rank, int) or rank < 1):
+        raise ValueError(f"rank must be an int >= 1, got {rank!r}")
+    if energy is not None and (isinstance(energy, bool) or not isinstance(energy, (int, float))
+                               or not 0 < energy <= 1):
+        raise ValueError(f"energy must be a fraction in (0, 1], got {energy!r}")
+    new = copy.deepcopy(model).cpu().to(memory_format=torch.contiguous_format)
+    report = []
+    for name, layer in _layers(new):
+        w = layer.weight
+        s = singular_values(w)
+        full = len(s)
+        r = rank_for_energy(s, energy) if energy is not None else min(rank, full)
+        kept = float((s[:r] ** 2).sum() / (s ** 2).sum())
+        m, n = w.shape[0], w[0].numel()
+        before = m * n
+        after = r * (m + n)
+        do = r < full and after < before
+        if do:
+            _set_module(new, name, factorize_conv(layer, r) if isinstance(layer, nn.Conv2d)
+                        else factorize_linear(layer, r))
+        report.append(LayerRank(name, tuple(w.shape), full, r, kept, before, after if do else before, do))
+    return new.eval(), report
+
+
+def layer_spectra(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Singular values of every Conv2d/Linear weight of `model`, by layer name."""
+    _check_module(model)
+    return {n: singular_values(m.weight) for n, m in _layers(model)}
+
+
+# ----------------------------------------------------------------------------------------------
+# 2. k-means weight sharing
+# ----------------------------------------------------------------------------------------------
+
+def _nearest(values: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+    """Index of the nearest codebook entry for every value (1-D, exact; ties go to the lower value)."""
+    cb = codebook.detach().cpu().numpy()
+    order = np.argsort(cb, kind="stable")
+    c = cb[order]
+    pos = np.searchsorted((c[1:] + c[:-1]) / 2, values.detach().cpu().numpy(), side="left")
+    return torch.from_numpy(order[pos].astype(np.int64))
+
+
+def kmeans_1d(values: torch.Tensor, bits: int, init: str = "linear", iters: int = 30,
+              seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cluster a tensor of weights into 2^bits shared values (Lloyd's algorithm in 1-D).
+
+    init: 'linear' (evenly spaced between min and max), 'density' (evenly spaced in the
+    weights' CDF, i.e. quantiles) or 'random' (2^bits weights drawn at random, seeded), as
+    compared by Han et al. Returns (codebook (2^bits,) float32, index int64 of values' shape);
+    every value is assigned to its nearest centroid. Empty clusters keep their centroid.
+    """
+    if not isinstance(values, torch.Tensor) or values.numel() == 0:
+        raise TypeError("values must be a non-empty torch.Tensor")
+    _check_bits(bits)
+    if init not in INITS:
+        raise ValueError(f"init must be one of {INITS}, got {init!r}")
+    if isinstance(iters, bool) or not isinstance(iters, int) or iters < 0:
+        raise ValueError(f"iters must be an int >= 0, got {iters!r}")
+    x = values.detach().reshape(-1).cpu().double()
+    k = 2 ** bits
+    if init == "linear":
+        c = torch.from_numpy(np.linspace(x.numpy().min(), x.numpy().max(), k))
+    elif init == "density":
+        c = torch.quantile(x.float(), (torch.arange(k, dtype=torch.float32) + 0.5) / k).double()
+    else:
+        g = torch.Generator().manual_seed(seed)
+        c = x[torch.randint(len(x), (k,), generator=g)]
+    # Lloyd on sorted values: each cluster is a run of the sorted weights between two midpoints,
+    # so its sum and count come from a cumulative sum (O(k log n) per iteration, not O(n·k)).
+    # (NumPy here: torch.searchsorted is slow for this many small calls on CPU.)
+    c, xs = np.sort(c.numpy()), np.sort(x.numpy())
+    cs = np.concatenate([[0.0], np.cumsum(xs)])
+    for _ in range(iters):
+        ends = np.searchsorted(xs, (c[1:] + c[:-1]) / 2, side="right")     # values <= mid go low
+        ends = np.concatenate([[0], ends, [len(xs)]])
+        counts = ends[1:] - ends[:-1]
+        sums = cs[ends[1:]] - cs[ends[:-1]]
+        new = np.where(counts > 0, sums / np.maximum(counts, 1), c)        # empty clusters stay put
+        if np.array_equal(new, c):
+            break
+        c = new
+    c = torch.from_numpy(c).float()
+    idx = _nearest(values.detach().reshape(-1).float().cpu(), c)
+    return c, idx.reshape(values.shape)
+
+
+GRADS = ("sum", "mean")
+
+
+class Codebook(nn.Module):
+    """Parametrization weight = codebook[index]: 2^bits trainable values and a fixed index per weight.
+
+    grad='sum': the gradient of each centroid is the sum of the gradients of the weights that share
+    it (Han et al.; needs a small learning rate, since big clusters take big steps). grad='mean':
+    the same sum divided by the cluster's size, so a centroid moves like one ordinary weight.
+    """
+
+    def __init__(self, codebook: torch.Tensor, index: torch.Tensor, bits: int, grad: str = "sum"):
+        super().__init__()
+        self.bits = _check_bits(bits)
+        if grad not in GRADS:
+            raise ValueError(f"grad must be one of {GRADS}, got {grad!r}")
+        self.grad = grad
+        self.codebook = nn.Parameter(codebook.detach().clone().float())
+        self.register_buffer("index", index.detach().clone().long())
+        counts = torch.bincount(self.index.reshape(-1), minlength=len(self.codebook)).clamp(min=1)
+        self.register_buffer("inv_count", 1.0 / counts.float(), persistent=False)
+
+    def forward(self, original: torch.Tensor) -> torch.Tensor:  # original is ignored (kept reachable)
+        cb = self.codebook
+        if self.grad == "mean":  # same values, gradient scaled by 1 / cluster size
+            cb = (cb - cb.detach()) * self.inv_count + cb.detach()
+        return cb[self.index].to(original.dtype)
+
+    def extra_repr(self) -> str:
+        return f"bits={self.bits}, entries={len(self.codebook)}, weights={self.index.numel()}, grad={self.grad}"
+
+
+@dataclass(frozen=True)
+class KMeansConfig:
+    """How to share weights: `bits` per index (2^bits entries per layer), the init, Lloyd iterations,
+    and how fine-tuning gathers gradients per centroid ('sum' as Han et al., or 'mean')."""
+    bits: int = 4
+    init: str = "linear"
+    iters: int = 30
+    seed: int = 0
+    grad: str = "sum"
+
+    def validate(self) -> None:
+        _check_bits(self.bits)
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
+        if isinstance(self.iters, bool) or not isinstance(self.iters, int) or self.iters < 0:
+            raise ValueError(f"iters must be an int >= 0, got {self.iters!r}")
+        if self.grad not in GRADS:
+            raise ValueError(f"grad must be one of {GRADS}, got {self.grad!r}")
+
+
+def kmeans_share(model: nn.Module, config: KMeansConfig | None = None) -> nn.Module:
+    """A copy of `model` whose every Conv2d/Linear weight is k-means shared (a `Codebook` parametrization)."""
+    _check_module(model)
+    cfg = config if config is not None else KMeansConfig()
+    if not isinstance(cfg, KMeansConfig):
+        raise TypeError(f"config must be a KMeansConfig, got {type(cfg).__name__}")
+    cfg.validate()
+    new = copy.deepcopy(model).cpu().to(memory_format=torch.contiguous_format)
+    for i, (_, layer) in enumerate(_layers(new)):
+        if parametrize.is_parametrized(layer, "weight"):
+            raise ValueError("model already has parametrized weights; share an unparametrized model")
+        cb, idx = kmeans_1d(layer.weight, cfg.bits, cfg.init, cfg.iters, seed=cfg.seed + i)
+        parametrize.register_parametrization(layer, "weight", Codebook(cb, idx, cfg.bits, cfg.grad))
+    return new.eval()
+
+
+def shared_layers(model: nn.Module) -> dict[str, Codebook]:
+    """The `Codebook` parametrization of every k-means-shared layer of `model`, by layer name."""
+    _check_module(model)
+    out = {}
+    for name, mod in model.named_modules():
+        if parametrize.is_parametrized(mod, "weight"):
+            p = mod.parametrizations.weight[0]
+            if isinstance(p, Codebook):
+                out[name] = p
+    return out
+
+
+def unshare(model: nn.Module) -> nn.Module:
+    """Make the sharing permanent in place: plain weights equal to codebook[index]; returns `model`."""
+    for name in shared_layers(model):
+        parametrize.remove_parametrizations(model.get_submodule(name), "weight", leave_parametrized=True)
+    return model
+
+
+def pack_bits(index: torch.Tensor, bits: int) -> torch.Tensor:
+    """Pack non-negative ints < 2^bits into a uint8 tensor of ceil(n·bits/8) bytes (little-endian bits)."""
+    _check_bits(bits)
+    if not isinstance(index, torch.Tensor) or index.is_floating_point():
+        raise TypeError("index must be an integer torch.Tensor")
+    v = index.reshape(-1).cpu().numpy().astype(np.int64)
+    if len(v) and (v.min() < 0 or v.max() >= 2 ** bits):
+        raise ValueError(f"index values must be in 0..{2 ** bits - 1} for bits={bits}")
+    planes = ((v[:, None] >> np.arange(bits)) & 1).astype(np.uint8)
+    return torch.from_numpy(np.packbits(planes.reshape(-1), bitorder="little"))
+
+
+def unpack_bits(packed: torch.Tensor, bits: int, n: int) -> torch.Tensor:
+    """Inverse of `pack_bits`: the first `n` `bits`-bit ints (int64) of a packed uint8 tensor."""
+    _check_bits(bits)
+    if not isinstance(packed, torch.Tensor) or packed.dtype != torch.uint8:
+        raise TypeError("packed must be a uint8 torch.Tensor")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0 or n * bits > 8 * packed.numel():
+        raise ValueError(f"n must be an int in 0..{8 * packed.numel() // bits}, got {n!r}")
+    planes = np.unpackbits(packed.cpu().numpy(), bitorder="little", count=n * bits).reshape(n, bits)
+    return torch.from_numpy(planes.astype(np.int64) @ (1 << np.arange(bits, dtype=np.int64)))
+
+
+_MAGIC = b"SLIMSHR1"
+
+
+def export_shared(model: nn.Module, path: str | os.PathLike) -> int:
+    """Write `model` to `path`: shared layers as float32 codebook + packed indices, the rest raw.
+
+    The file is a magic line, a 4-byte header length, a JSON header and one binary blob (no
+    pickle). An unshared model exports as plain float32 in the same container, the fair
+    baseline. Written atomically; returns the file size in bytes.
+    """
+    _check_module(model)
+    arch = getattr(model, "arch", None)
+    if not isinstance(arch, dict) or "name" not in arch:
+        raise TypeError("model must be a slimlab CIFAR ResNet (with an .arch dict from models.build)")
+    shared = shared_layers(model)
+    entries, chunks, offset = [], [], 0
+
+    def add(entry: dict, data: bytes) -> None:
+        nonlocal offset
+        entry.update(offset=offset, nbytes=len(data))
+        entries.append(entry)
+        chunks.append(data)
+        offset += len(data)
+
+    for key, t in model.state_dict().items():
+        if ".parametrizations." in key:
+            continue
+        t = t.detach().cpu().contiguous()
+        add({"name": key, "kind": "raw", "dtype": str(t.dtype).removeprefix("torch."),
+             "shape": list(t.shape)}, t.numpy().tobytes())
+    for name, p in shared.items():
+        cb = p.codebook.detach().cpu().float().contiguous()
+        packed = pack_bits(p.index, p.bits)
+        add({"name": f"{name}.weight", "kind": "kmeans", "bits": p.bits, "entries": len(cb),
+             "shape": list(p.index.shape), "codebook_bytes": cb.numel() * 4},
+            cb.numpy().tobytes() + packed.numpy().tobytes())
+    header = json.dumps({"arch": arch, "tensors": entries}, separators=(",", ":")).encode()
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=p.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(_MAGIC + struct.pack("<I", len(header)) + header)
+            for c in chunks:
+                f.write(c)
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return p.stat().st_size
+
+
+def load_shared(path: str | os.PathLike) -> nn.Module:
+    """Read a file from `export_shared` back into a plain model (weights = codebook[index]), eval mode."""
+    p = Path(path)
+    raw = p.read_bytes()
+    if not raw.startswith(_MAGIC):
+        raise ValueError(f"{p} is not a slimlab shared-weights file (bad magic)")
+    (hlen,) = struct.unpack("<I", raw[len(_MAGIC):len(_MAGIC) + 4])
+    start = len(_MAGIC) + 4
+    head = json.loads(raw[start:start + hlen])
+    blob = memoryview(raw)[start + hlen:]
+    state = {}
+    for e in head["tensors"]:
+        data = blob[e["offset"]:e["offset"] + e["nbytes"]]
+        if e["kind"] == "raw":
+            arr = np.frombuffer(data, dtype=np.dtype(e["dtype"])).copy()
+            state[e["name"]] = torch.from_numpy(arr).reshape(e["shape"])
+        else:
+            cb = torch.from_numpy(np.frombuffer(data[:e["codebook_bytes"]], dtype=np.float32).copy())
+            n = math.prod(e["shape"])
+            packed = torch.from_numpy(np.frombuffer(data[e["codebook_bytes"]:], dtype=np.uint8).copy())
+            state[e["name"]] = cb[unpack_bits(packed, e["bits"], n)].reshape(e["shape"])
+    arch = head["arch"]
+    model = build(arch["name"], width=arch["width"], num_classes=arch["num_classes"])
+    model.load_state_dict(state)
+    return model.eval()
+
+
+@dataclass(frozen=True)
+class HuffmanSize:
+    """Sizes of the index streams of a shared model, in bytes (entropy bound in bits and bytes)."""
+    n_weights: int
+    fixed_bytes: int        # indices packed at `bits` bits each
+    huffman_bytes: int      # Huffman-coded streams (dahuffman, one code per layer, EOF included)
+    table_bytes: int        # one code-length byte per symbol per layer (canonical code table)
+    entropy_bits: float     # Σ_layers N·H(index distribution): the bound for any per-symbol code
+
+    @property
+    def entropy_bytes(self) -> float:
+        return self.entropy_bits / 8
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "entropy_bytes": self.entropy_bytes}
+
+
+def entropy_bits(index: torch.Tensor) -> float:
+    """N·H of the empirical distribution of the ints in `index` (bits): the Huffman lower bound."""
+    if not isinstance(index, torch.Tensor) or index.is_floating_point():
+        raise TypeError("index must be an integer torch.Tensor")
+    counts = torch.unique(index.reshape(-1), return_counts=True)[1].double()
+    p = counts / counts.sum()
+    return float(-(counts * p.log2()).sum())
+
+
+def huffman_encode(index: torch.Tensor) -> tuple[bytes, object]:
+    """Huffman-code the ints in `index` with dahuffman; returns (bytes, codec)."""
+    from dahuffman import HuffmanCodec
+    if not isinstance(index, torch.Tensor) or index.is_floating_point():
+        raise TypeError("index must be an integer torch.Tensor")
+    symbols = index.reshape(-1).tolist()
+    codec = HuffmanCodec.from_data(symbols)
+    return codec.encode(symbols), codec
+
+
+def huffman_size(model: nn.Module) -> HuffmanSize:
+    """Huffman-coded size of every shared layer's index stream vs fixed-width packing and entropy."""
+    shared = shared_layers(model)
+    if not shared:
+        raise ValueError("model has no k-means-shared layers (use kmeans_share first)")
+    n = fixed = huff = table = 0
+    ent = 0.0
+    for p in shared.values():
+        enc, codec = huffman_encode(p.index)
+        n += p.index.numel()
+        fixed += pack_bits(p.index, p.bits).numel()
+        huff += len(enc)
+        table += len(codec.get_code_table())
+        ent += entropy_bits(p.index)
+    return HuffmanSize(n, fixed, huff, table, ent)
+
+
+# ----------------------------------------------------------------------------------------------
+# 3. HashedNets
+# ----------------------------------------------------------------------------------------------
+
+_M64 = (1 << 64) - 1
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    """The splitmix64 finaliser on uint64 arrays (wrap-around arithmetic): a good cheap hash."""
+    with np.errstate(over="ignore"):
+        z = x + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+def hash_indices(n_virtual: int, n_real: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(bucket index in 0..n_real-1, sign ±1) for virtual positions 0..n_virtual-1, from `seed`."""
+    salt = int(_splitmix64(np.array([seed & _M64], dtype=np.uint64))[0])
+    pos = np.arange(n_virtual, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        h = _splitmix64(pos ^ np.uint64(salt))
+        g = _splitmix64(pos ^ np.uint64(salt ^ 0x5851F42D4C957F2D))
+    idx = torch.from_numpy((h % np.uint64(n_real)).astype(np.int64))
+    sign = torch.from_numpy(np.where((g >> np.uint64(63)) == 1, -1.0, 1.0).astype(np.float32))
+    return idx, sign
+
+
+def _check_compression(compression) -> float:
+    if isinstance(compression, bool) or not isinstance(compression, (int, float)):
+        raise TypeError(f"compression must be a number, got {type(compression).__name__}")
+    if not compression > 1:
+        raise ValueError(f"compression factor must be > 1 (virtual/real weights), got {compression}")
+    return float(compression)
+
+
+class _Hashed(nn.Module):
+    """Shared machinery: a real vector `weight_real` and fixed hash buffers giving the virtual weight."""
+
+    def _setup(self, shape: tuple[int, ...], compression: float, seed: int, std: float) -> None:
+        self.compression = _check_compression(compression)
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+        self.seed, self.virtual_shape = seed, tuple(shape)
+        n_virtual = math.prod(shape)
+        n_real = max(1, math.ceil(n_virtual / self.compression))
+        g = torch.Generator().manual_seed(seed)
+        self.weight_real = nn.Parameter(torch.randn(n_real, generator=g) * std)
+        idx, sign = hash_indices(n_virtual, n_real, seed)
+        # recomputable from the seed, so not saved: the file holds only the real weights
+        self.register_buffer("index", idx.reshape(shape), persistent=False)
+        self.register_buffer("sign", sign.reshape(shape), persistent=False)
+
+    def virtual_weight(self) -> torch.Tensor:
+        """The full-size weight: weight_real[h(i)] · ξ(i)."""
+        return self.weight_real[self.index] * self.sign
+
+
+class HashedLinear(_Hashed):
+    """Linear layer whose in·out virtual weights share ceil(in·out / compression) real ones."""
+
+    def __init__(self, in_features: int, out_features: int, compression: float, bias: bool = True,
+                 seed: int = 0):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self._setup((out_features, in_features), compression, seed, std=math.sqrt(2.0 / in_features))
+        self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
+
+    def forward(self, x):  # (B, in) -> (B, out)
+        return F.linear(x, self.virtual_weight(), self.bias)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_features}, {self.out_features}, compression={self.compression:g}, "
+                f"real={self.weight_real.numel()}, seed={self.seed}")
+
+
+class HashedConv2d(_Hashed):
+    """Conv2d whose cout·cin·k·k virtual weights share ceil(that / compression) real ones."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, compression: float,
+                 stride: int = 1, padding: int = 0, bias: bool = False, seed: int = 0):
+        super().__init__()
+        self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, kernel_size
+        self.stride, self.padding = stride, padding
+        fan_out = out_channels * kernel_size * kernel_size
+        self._setup((out_channels, in_channels, kernel_size, kernel_size), compression, seed,
+                    std=math.sqrt(2.0 / fan_out))
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+
+    def forward(self, x):  # (B, cin, H, W) -> (B, cout, H', W')
+        return F.conv2d(x, self.virtual_weight(), self.bias, self.stride, self.padding)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, k={self.kernel_size}, stride={self.stride}, "
+                f"compression={self.compression:g}, real={self.weight_real.numel()}, seed={self.seed}")
+
+
+def hashed_resnet(name: str, compression: float, width: float = 1.0, seed: int = 0) -> nn.Module:
+    """`models.build(name, width)` with every Conv2d and Linear replaced by its hashed version.
+
+    Each layer gets its own hash seed (seed·1000 + layer number); BN and biases stay real.
+    """
+    _check_compression(compression)
+    model = build(name, width=width)
+    for i, (lname, layer) in enumerate(_layers(model)):
+        s = seed * 1000 + i
+        if isinstance(layer, nn.Conv2d):
+            if layer.groups != 1 or layer.kernel_size[0] != layer.kernel_size[1]:
+                raise ValueError(f"{lname}: only square, ungrouped convolutions can be hashed")
+            new = HashedConv2d(layer.in_channels, layer.out_channels, layer.kernel_size[0], compression,
+                               layer.stride[0], layer.padding[0], bias=layer.bias is not None, seed=s)
+        else:
+            new = HashedLinear(layer.in_features, layer.out_features, compression,
+                               bias=layer.bias is not None, seed=s)
+        _set_module(model, lname, new)
+    model.arch["hashed_compression"] = float(compression)
+    return model
+
+
+def real_params(model: nn.Module) -> int:
+    """Number of real (stored, trained) parameter elements of `model`."""
+    _check_module(model)
+    return sum(p.numel() for p in model.parameters())
+
+
+def width_for_params(name: str, target: int) -> float:
+    """The width w (a multiple of 1/64) for which `build(name, w)` has closest to `target` parameters."""
+    if isinstance(target, bool) or not isinstance(target, int) or target < 1:
+        raise ValueError(f"target must be a positive int (parameters), got {target!r}")
+    best, best_gap = 1 / 64, math.inf
+    for k in range(1, 129):
+        w = k / 64
+        gap = abs(math.log(real_params(build(name, width=w)) / target))
+        if gap < best_gap:
+            best, best_gap = w, gap
+    return best
+
+
+# ----------------------------------------------------------------------------------------------
+# verdict rules (unit-tested in tests/test_share.py on made-up metrics)
+# ----------------------------------------------------------------------------------------------
+
+@rule("C9", "supported if the low-rank model chosen on validation has >= 30% fewer parameters than the "
+            "reference and loses <= 1 pt of test accuracy; qualified if >= 10% fewer and <= 3 pt lost; "
+            "otherwise refuted")
+def c9_rule(m: dict) -> str:
+    """metrics: ref_acc, acc (test %, after fine-tuning), param_saving (fraction of parameters removed)."""
+    drop, saving = m["ref_acc"] - m["acc"], m["param_saving"]
+    if saving >= 0.30 and drop <= 1.0:
+        return "supported"
+    if saving >= 0.10 and drop <= 3.0:
+        return "qualified"
+    return "refuted"
+
+
+@rule("C10", "supported if the k-means-shared model chosen on validation is stored in <= 25% of the fp32 "
+             "file bytes (codebooks and packed indices counted) and loses <= 1 pt of test accuracy; "
+             "qualified if its file is smaller than fp32 and it loses <= 3 pt; otherwise refuted",
+      name="kmeans")
+def c10_kmeans_rule(m: dict) -> str:
+    """metrics: ref_acc, acc (test %, fine-tuned codebooks), bytes_ratio (shared file / fp32 file)."""
+    drop, ratio = m["ref_acc"] - m["acc"], m["bytes_ratio"]
+    if ratio <= 0.25 and drop <= 1.0:
+        return "supported"
+    if ratio < 1.0 and drop <= 3.0:
+        return "qualified"
+    return "refuted"
+
+
+@rule("C10", "supported if, at every compression factor, the HashedNet's test accuracy is at least that of "
+             "a plain narrower net with the same number of real parameters (within 0.5 pt); qualified if "
+             "that holds at some factors only; refuted if the plain net wins by > 0.5 pt at every factor",
+      name="hashing")
+def c10_hashing_rule(m: dict) -> str:
+    """metrics: margins (list of hashed − equal-size plain test accuracy, pt, one per compression factor)."""
+    margins = list(m["margins"])
+    if not margins:
+        raise ValueError("hashing rule needs at least one margin")
+    ok = [d >= -0.5 for d in margins]
+    if all(ok):
+        return "supported"
+    if any(ok):
+        return "qualified"
+    return "refuted"
