@@ -26,9 +26,11 @@ run: install
 	  SLIMLAB_PROFILE=$(PROFILE) $(VENV)/bin/jupyter nbconvert --to notebook --execute \
 	    --ExecutePreprocessor.timeout=-1 --output-dir build/notebooks "$$nb" || exit 1; \
 	done
-	@if $(PY) -c "import slimlab.report" 2>/dev/null; then SLIMLAB_PROFILE=$(PROFILE) $(PY) -m slimlab.report; fi
+	SLIMLAB_PROFILE=$(PROFILE) $(PY) -m slimlab.report
+	SLIMLAB_PROFILE=$(PROFILE) $(PY) browser/build_site.py
 	@echo "Executed notebooks: $(CURDIR)/build/notebooks/"
-	@ls build/claims_report.* 2>/dev/null || true
+	@echo "Claims report:      $(CURDIR)/build/claims_report.md (and .html)"
+	@echo "Static site:        $(CURDIR)/build/site/index.html"
 
 ## unit tests + every notebook under nbval, quick profile
 test: install

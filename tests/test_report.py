@@ -1,0 +1,214 @@
+"""The claims report on made-up results files: missing stays missing, quick is labelled, errors name the file."""
+import base64
+import json
+import re
+
+import pytest
+
+from slimlab import report
+from slimlab.ledger import CLAIMS, Record, write_results
+from slimlab.report import MISSING, QUICK_LABEL, collect, format_value, main, render_markdown, write_report
+
+PNG = base64.b64decode(  # a valid 1x1 PNG
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYGD4DwABBAEAwS2OUAAAAABJRU5ErkJggg==")
+
+
+def _rec(claim, verdict, metrics=None, figures=(), label=""):
+    return {"claim": claim, "verdict": verdict, "metrics": metrics if metrics is not None else {"x": 1.0},
+            "rule": f"rule for {claim}", "figures": list(figures), "notebook": "", "label": label}
+
+
+def _put(results, profile, notebook, records, commit="abc123def4567890", utc="2026-11-28T10:00:00+00:00"):
+    d = results / profile
+    d.mkdir(parents=True, exist_ok=True)
+    for r in records:
+        r["notebook"] = notebook
+    doc = {"notebook": notebook, "provenance": {"utc": utc, "git_commit": commit, "profile": profile,
+                                                "machine": "test", "torch": "x", "data_sha256": "d"},
+           "records": records, "extra": {}}
+    path = d / f"{notebook}.json"
+    path.write_text(json.dumps(doc, indent=2))
+    return path
+
+
+@pytest.fixture
+def results(tmp_path):
+    res = tmp_path / "results"
+    (res / "full" / "figures").mkdir(parents=True)
+    (res / "full" / "figures" / "02_bytes.png").write_bytes(PNG)
+    _put(res, "full", "02_quantization", [
+        _rec("C4", "supported", {"saving_pct": 74.9, "int8_bytes": 81234, "ok": True},
+             figures=["full/figures/02_bytes.png"]),
+        _rec("C14", "qualified", {"latency_ms": 1.23456})])
+    _put(res, "full", "03_pruning", [_rec("C14", "supported", {"file_ratio": 0.5})])
+    _put(res, "quick", "01_marginal_returns", [_rec("C1", "supported", label=QUICK_LABEL),
+                                               _rec("C4", "refuted", label=QUICK_LABEL)],
+         commit="fff000+dirty")
+    return res
+
+
+def _section(md, claim):
+    """The markdown of one claim's section."""
+    m = re.search(rf"^## {claim}\n(.*?)(?=^## C\d+\n|\Z)", md, flags=re.S | re.M)
+    assert m, f"no section for {claim}"
+    return m.group(1)
+
+
+def test_every_claim_has_a_section_and_missing_ones_say_missing(results, tmp_path):
+    md_path, html_path = write_report("quick", results, tmp_path / "build")
+    md, page = md_path.read_text(), html_path.read_text()
+    for c in CLAIMS:
+        assert f'id="{c.lower()}"' in page
+        sec = _section(md, c)
+        if c in ("C4", "C14"):
+            assert MISSING not in sec.split("###")[0]
+        else:
+            assert f"**Status: {MISSING}**" in sec
+    # C1 has only a quick record: it is shown, labelled, and the claim is still MISSING (never supported)
+    c1 = _section(md, "C1")
+    assert f"**Status: {MISSING}**" in c1 and f"C1: supported — 01_marginal_returns ({QUICK_LABEL})" in c1
+    assert "SUPPORTED" not in c1 and "Full-profile verdict" not in c1
+    summary_row = next(line for line in md.splitlines() if line.startswith("| [C1]"))
+    assert f"**{MISSING}**" in summary_row and "supported (01_marginal_returns)" in summary_row
+    assert page.count(f'<span class="missing">{MISSING}</span>') == 12
+    assert f"supported — 01_marginal_returns ({QUICK_LABEL})" in page and "C1: <span" in page
+
+
+def test_claim_judged_twice_shows_both_records_full_before_quick(results, tmp_path):
+    md = write_report("quick", results, tmp_path)[0].read_text()
+    c14 = _section(md, "C14")
+    assert "**Full-profile verdict(s): qualified (02_quantization); supported (03_pruning)**" in c14
+    c4 = _section(md, "C4")
+    assert c4.index("C4: SUPPORTED — 02_quantization (full profile)") < c4.index(
+        f"C4: refuted — 01_marginal_returns ({QUICK_LABEL})")
+    # the numbers, the rule, notebook, profile, date and commit of each record
+    assert "| saving_pct | 74.9 |" in c4 and "| int8_bytes | 81234 |" in c4 and "| ok | true |" in c4
+    assert "- rule: rule for C4" in c4
+    assert "date: 2026-11-28T10:00:00+00:00" in c4 and "commit: `abc123def4`" in c4
+    assert "commit: `fff000+dirty`" in c4 and "file: `quick/01_marginal_returns.json`" in c4
+    assert "| latency_ms | 1.235 |" in c14
+
+
+def test_figures_linked_in_markdown_and_embedded_in_html(results, tmp_path):
+    md_path, html_path = write_report("full", results, tmp_path / "build")
+    assert "![C4 — 02_bytes.png](../results/full/figures/02_bytes.png)" in md_path.read_text()
+    assert f"data:image/png;base64,{base64.b64encode(PNG).decode()}" in html_path.read_text()
+    # the committed layout: the report beside its figures under results/full/
+    md = write_report("full", results, results / "full", formats=("md",))[0].read_text()
+    assert "![C4 — 02_bytes.png](figures/02_bytes.png)" in md
+
+
+def test_missing_figure_is_reported_not_fatal(results, tmp_path, capsys):
+    (results / "full" / "figures" / "02_bytes.png").unlink()
+    assert main(["--profile", "full", "--results", str(results), "--out", str(tmp_path)]) == 0
+    assert "*figure missing: `full/figures/02_bytes.png`*" in (tmp_path / "claims_report.md").read_text()
+    assert "figure full/figures/02_bytes.png not found" in capsys.readouterr().err
+
+
+def test_full_profile_report_ignores_quick_records(results, tmp_path):
+    md = write_report("full", results, tmp_path)[0].read_text()
+    assert "01_marginal_returns" not in md and QUICK_LABEL in md  # the label appears only in the intro
+    assert "quick records (not evidence) |" in md
+    md_nofull = write_report("quick", results, tmp_path, include_full=False)[0].read_text()
+    assert "02_quantization" not in md_nofull and md_nofull.count(f"**Status: {MISSING}**") == 14
+
+
+def test_report_is_deterministic(results, tmp_path):
+    a = [p.read_bytes() for p in write_report("quick", results, tmp_path / "a")]
+    b = [p.read_bytes() for p in write_report("quick", results, tmp_path / "a")]
+    assert a == b
+    # file creation order does not matter either: rebuild the same files in reverse order
+    other = tmp_path / "other" / "results"
+    for path in sorted(results.rglob("*"), reverse=True):
+        dest = other / path.relative_to(results)
+        if path.is_file():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(path.read_bytes())
+    c = [p.read_bytes() for p in write_report("quick", other, tmp_path / "other" / "a")]
+    assert c == a
+
+
+def test_written_by_the_ledger_round_trips(tmp_path):
+    rec = Record("C9", "qualified", {"rank_frac": 0.25}, "qualified if ...", [])
+    write_results("04_parameter_sharing", [rec], profile="full", data_fingerprint="f", results_dir=tmp_path / "full")
+    entries = collect("full", tmp_path)
+    assert [(e.claim, e.verdict, e.notebook, e.profile, e.evidence) for e in entries] == [
+        ("C9", "qualified", "04_parameter_sharing", "full", True)]
+
+
+@pytest.mark.parametrize("content,match", [
+    ("{not json", "not a readable results file"),
+    (json.dumps({"records": []}), "needs 'provenance' and 'records'"),
+    (json.dumps({"provenance": {"utc": "t", "git_commit": "c", "profile": "quick"},
+                 "records": [{"claim": "C4", "verdict": "supported"}]}), "record 0 lacks"),
+    (json.dumps({"provenance": {"utc": "t", "git_commit": "c", "profile": "quick"}, "records": [1]}),
+     "records must be a list of objects"),
+    (json.dumps({"provenance": {"utc": "t", "profile": "quick"}, "records": []}), r"provenance lacks \['git_commit'\]"),
+    (json.dumps({"provenance": {"utc": "t", "git_commit": "c", "profile": "full"}, "records": []}),
+     "provenance says profile 'full' but the file lies under quick/"),
+    (json.dumps({"provenance": {"utc": "t", "git_commit": "c", "profile": "quick"},
+                 "records": [_rec("C99", "supported")]}), "unknown claim 'C99'"),
+    (json.dumps({"provenance": {"utc": "t", "git_commit": "c", "profile": "quick"},
+                 "records": [_rec("C4", "supported", metrics=[1, 2])]}), "metrics of type list"),
+    (json.dumps({"provenance": {"utc": "t", "git_commit": "c", "profile": "quick"},
+                 "records": [_rec("C4", "supported", figures=["../../etc/passwd"])]}), "inside the results directory"),
+    (json.dumps({"provenance": {"utc": "t", "git_commit": "c", "profile": "quick"},
+                 "records": [{**_rec("C4", "supported"), "figures": "a.png"}]}), "not a list of paths"),
+    (json.dumps({"provenance": {"utc": "t", "git_commit": "c", "profile": "quick"},
+                 "records": [{**_rec("C4", "supported"), "rule": " "}]}), "no decision rule in words"),
+])
+def test_malformed_or_partial_file_is_one_clear_line_naming_it(results, tmp_path, capsys, content, match):
+    bad = results / "quick" / "05_distillation.json"
+    bad.write_text(content)
+    with pytest.raises(ValueError, match=match):
+        collect("quick", results)
+    out = tmp_path / "out"
+    assert main(["--profile", "quick", "--results", str(results), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("slimlab.report: error: ") and str(bad) in err and re.search(match, err)
+    assert not out.exists()  # nothing half-written
+
+
+def test_quick_label_in_full_file_is_an_error(results):
+    _put(results, "full", "05_distillation", [_rec("C11", "supported", label=QUICK_LABEL)])
+    with pytest.raises(ValueError, match="05_distillation.json: record 0 is labelled"):
+        collect("quick", results)
+
+
+def test_cli_profile_defaults_to_environment(results, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SLIMLAB_PROFILE", "full")
+    assert main(["--results", str(results), "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "(full profile): 14 claims: 2 with full-profile records, 12 MISSING; 0 quick record(s)" in out
+    assert (tmp_path / "claims_report.md").read_text().startswith("# Claims report — slimlab, full profile")
+    monkeypatch.delenv("SLIMLAB_PROFILE")
+    assert main(["--results", str(results), "--out", str(tmp_path), "--formats", "md"]) == 0
+    assert "(quick profile)" in capsys.readouterr().out
+
+
+def test_argument_errors(results, tmp_path, capsys):
+    with pytest.raises(ValueError, match="unknown profile 'medium'; allowed: quick, full"):
+        collect("medium", results)
+    with pytest.raises(TypeError, match="include_full must be a bool"):
+        collect("quick", results, include_full="yes")
+    with pytest.raises(ValueError, match="results directory .*nowhere does not exist"):
+        collect("quick", tmp_path / "nowhere")
+    with pytest.raises(ValueError, match=r"formats must be a non-empty subset of \('md', 'html'\)"):
+        write_report("quick", results, tmp_path, formats=("pdf",))
+    with pytest.raises(TypeError, match="profile must be a str"):
+        write_report(3, results, tmp_path)
+    assert main(["--profile", "medium", "--results", str(results), "--out", str(tmp_path)]) == 2
+    assert "unknown profile 'medium'" in capsys.readouterr().err
+
+
+def test_format_value_by_hand():
+    assert format_value(74.91234) == "74.91" and format_value(1e-7) == "1e-07" and format_value(3) == "3"
+    assert format_value(True) == "true" and format_value(None) == "—"
+    assert format_value({"b": 1, "a": [1.5, 2]}) == '{"a": [1.5, 2], "b": 1}'
+
+
+def test_markdown_escapes_table_cells(tmp_path):
+    e = report.Entry("C2", "refuted", {"a|b": "x\ny"}, "r", (), "nb", "full", "t", "c", "full/nb.json", 0)
+    md = render_markdown([e], "full", tmp_path, tmp_path)
+    assert "| a\\|b | x y |" in md
