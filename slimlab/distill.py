@@ -24,7 +24,6 @@ import hashlib
 import json
 import os
 import statistics
-import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -35,11 +34,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .files import atomic_json, atomic_torch_save
 from .data import ROOT, subset
 from .ledger import rule
 from .measure import count_params, serialized_bytes
 from .models import build
-from .train import TrainConfig, _atomic_torch_save, evaluate, fit, seed_everything
+from .train import TrainConfig, evaluate, fit, seed_everything
 
 STORE = ROOT / "data" / "cache" / "distill"   # finished runs of the full profile (ignored by git)
 STAGES = ("layer1", "layer2", "layer3")        # the CIFAR ResNets' three stages
@@ -264,18 +264,6 @@ def run_key(arch: str, kd: KDConfig | None, train: TrainConfig, train_images: in
     return f"{arch}-{kind}-s{train.seed}-{hashlib.sha256(ident.encode()).hexdigest()[:12]}"
 
 
-def _atomic_json(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def train_student(data, teacher: nn.Module | None, kd: KDConfig | None, train: TrainConfig, *,
                   arch: str = "resnet8", train_images: int = 0, eval_images: int = 0,
                   splits: Sequence[str] = ("val", "test"), store: str | os.PathLike | None = None,
@@ -325,8 +313,8 @@ def train_student(data, teacher: nn.Module | None, kd: KDConfig | None, train: T
         row[f"{s}_acc"] = evaluate(model, sx, sy)["acc"]
     row = json.loads(json.dumps(row))   # the same plain types whether trained now or read back
     if path is not None:
-        _atomic_torch_save({k: v.contiguous() for k, v in model.state_dict().items()}, path.with_suffix(".pt"))
-        _atomic_json(row, path)
+        atomic_torch_save({k: v.contiguous() for k, v in model.state_dict().items()}, path.with_suffix(".pt"))
+        atomic_json(row, path)
         if resume is not None:
             resume.unlink(missing_ok=True)
     return row, model

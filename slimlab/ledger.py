@@ -12,13 +12,13 @@ import json
 import os
 import platform
 import subprocess
-import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
 from .data import ROOT
+from .files import atomic_write_text
 
 VERDICTS = ("supported", "qualified", "refuted")
 CLAIMS = {
@@ -156,16 +156,7 @@ def write_results(notebook: str, records: list[Record], *, profile: str | None =
     path = out_dir / f"{notebook}.json"
     doc = {"notebook": notebook, "provenance": prov, "records": [r.as_dict() for r in records],
            "extra": _jsonable(extra or {})}
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(doc, f, indent=2, sort_keys=False)
-            f.write("\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, json.dumps(doc, indent=2) + "\n")
     return path
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import copy
 import math
 import os
-import tempfile
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ import torch
 import torch.nn as nn
 import torch.nn.utils.parametrize as parametrize
 
+from .files import atomic_torch_save
 from .ledger import rule
 from .models import BasicBlock, build
 from .train import TrainConfig, evaluate, fit
@@ -520,17 +520,7 @@ def network_trimming(model: nn.Module, fraction: float, method: str, stats_x: to
 # storage: dense files that rebuild slimmed models, and the sparse format
 
 def _atomic_save(obj, path: str | os.PathLike) -> Path:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=p.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return p
+    return atomic_torch_save(obj, path)
 
 
 def plain_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -34,6 +34,7 @@ import torch
 import torch.nn as nn
 import torch.nn.utils.parametrize as parametrize
 
+from .files import atomic_path, atomic_write_bytes
 from .ledger import rule
 from .measure import Latency, time_fn
 
@@ -569,19 +570,6 @@ def unpack_bits(packed: torch.Tensor, bits: int, n: int) -> torch.Tensor:
 _NP = {torch.float32: "<f4", torch.int32: "<i4", torch.int64: "<i8", torch.uint8: "u1", torch.bool: "?"}
 
 
-def _atomic_write(path: Path, chunks: list[bytes]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            for c in chunks:
-                f.write(c)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_quantized(model: nn.Module, path: str | os.PathLike, *, float_bits: int = 32) -> int:
     """Write a fake-quantized model (from `quantize_model`) as a real file: each quantized weight as
     packed integer codes (`bits` per weight) plus its float32 scales and (asymmetric only) zero-points,
@@ -635,7 +623,7 @@ def save_quantized(model: nn.Module, path: str | os.PathLike, *, float_bits: int
                          "config": asdict(cfg) if cfg is not None else None,
                          "tensors": tensors, "qweights": qweights}, separators=(",", ":")).encode()
     p = Path(path)
-    _atomic_write(p, [FILE_MAGIC, struct.pack("<I", len(header)), header, *blobs])
+    atomic_write_bytes(p, [FILE_MAGIC, struct.pack("<I", len(header)), header, *blobs])
     return p.stat().st_size
 
 
@@ -697,19 +685,11 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, *, opset: int = 17) -
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     m = copy.deepcopy(model).cpu().eval().to(memory_format=torch.contiguous_format)
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=p.name, suffix=".tmp.onnx")
-    os.close(fd)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(m, (torch.rand(1, 3, 32, 32),), tmp, dynamo=False, opset_version=opset,
-                              input_names=["images"], output_names=["logits"],
-                              dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}})
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(p, suffix=".tmp.onnx") as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(m, (torch.rand(1, 3, 32, 32),), str(tmp), dynamo=False, opset_version=opset,
+                          input_names=["images"], output_names=["logits"],
+                          dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}})
     return p.stat().st_size
 
 

@@ -17,10 +17,10 @@ import json
 import os
 import re
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .files import atomic_write_text
 from .ledger import CLAIMS, RESULTS_DIR, read_results
 from .profile import PROFILES
 
@@ -310,16 +310,7 @@ def render_html(entries: list[Entry], profile: str, results_dir: str | os.PathLi
 
 # ---------------------------------------------------------------- writing
 def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)                      # mkstemp makes 0600; a report is for reading
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, text)
 
 
 def _check_args(profile, formats) -> tuple[str, tuple[str, ...]]:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from concurrent.futures import Executor, Future
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import torch
 
+from .files import atomic_json
 from .data import subset
 from .ledger import rule
 from .measure import count_macs, count_params, serialized_bytes
@@ -166,19 +166,6 @@ def run_cell(cell: Cell, data: CellData, threads: int | None = None) -> dict:
     }
 
 
-def _atomic_json(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def load_cell(store: str | os.PathLike, cell: Cell) -> dict | None:
     """The stored row of `cell` in `store`, or None if it is missing, unreadable or from another cell."""
     path = Path(store) / f"{cell.key}.json"
@@ -220,7 +207,7 @@ def run_sweep(cells: Sequence[Cell], data, *, store: str | os.PathLike | None = 
     def done(c: Cell, row: dict) -> None:
         rows[c] = row
         if store is not None:
-            _atomic_json({"cell": asdict(c), "row": row}, Path(store) / f"{c.key}.json")
+            atomic_json({"cell": asdict(c), "row": row}, Path(store) / f"{c.key}.json")
         bar.set_postfix_str(f"{c.key}: test {row['test_acc']:.1f}%", refresh=False)
         bar.update(1)
 
@@ -448,7 +435,7 @@ def capacity_probe(accuracy_fn: Callable[[int, int], float], sizes: Sequence[int
             return float(json.loads(path.read_text())["train_acc"])
         except (OSError, ValueError, KeyError, TypeError):
             acc = float(accuracy_fn(n, seed))
-            _atomic_json({"name": name, "n": n, "seed": seed, "train_acc": acc}, path)
+            atomic_json({"name": name, "n": n, "seed": seed, "train_acc": acc}, path)
             return acc
 
     frac, mean = [], []

@@ -24,7 +24,6 @@ import json
 import math
 import os
 import struct
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -34,8 +33,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils import parametrize
 
+from .files import atomic_write_bytes
 from .ledger import rule
 from .models import build
+from .quantize import pack_bits, unpack_bits  # one bit packer for the course
 from .train import TrainConfig
 
 INITS = ("linear", "density", "random")
@@ -371,29 +372,6 @@ def unshare(model: nn.Module) -> nn.Module:
     return model
 
 
-def pack_bits(index: torch.Tensor, bits: int) -> torch.Tensor:
-    """Pack non-negative ints < 2^bits into a uint8 tensor of ceil(n·bits/8) bytes (little-endian bits)."""
-    _check_bits(bits)
-    if not isinstance(index, torch.Tensor) or index.is_floating_point():
-        raise TypeError("index must be an integer torch.Tensor")
-    v = index.reshape(-1).cpu().numpy().astype(np.int64)
-    if len(v) and (v.min() < 0 or v.max() >= 2 ** bits):
-        raise ValueError(f"index values must be in 0..{2 ** bits - 1} for bits={bits}")
-    planes = ((v[:, None] >> np.arange(bits)) & 1).astype(np.uint8)
-    return torch.from_numpy(np.packbits(planes.reshape(-1), bitorder="little"))
-
-
-def unpack_bits(packed: torch.Tensor, bits: int, n: int) -> torch.Tensor:
-    """Inverse of `pack_bits`: the first `n` `bits`-bit ints (int64) of a packed uint8 tensor."""
-    _check_bits(bits)
-    if not isinstance(packed, torch.Tensor) or packed.dtype != torch.uint8:
-        raise TypeError("packed must be a uint8 torch.Tensor")
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0 or n * bits > 8 * packed.numel():
-        raise ValueError(f"n must be an int in 0..{8 * packed.numel() // bits}, got {n!r}")
-    planes = np.unpackbits(packed.cpu().numpy(), bitorder="little", count=n * bits).reshape(n, bits)
-    return torch.from_numpy(planes.astype(np.int64) @ (1 << np.arange(bits, dtype=np.int64)))
-
-
 _MAGIC = b"SLIMSHR1"
 
 
@@ -431,18 +409,7 @@ def export_shared(model: nn.Module, path: str | os.PathLike) -> int:
              "shape": list(p.index.shape), "codebook_bytes": cb.numel() * 4},
             cb.numpy().tobytes() + packed.numpy().tobytes())
     header = json.dumps({"arch": arch, "tensors": entries}, separators=(",", ":")).encode()
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=p.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(_MAGIC + struct.pack("<I", len(header)) + header)
-            for c in chunks:
-                f.write(c)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    p = atomic_write_bytes(path, [_MAGIC + struct.pack("<I", len(header)) + header, *chunks])
     return p.stat().st_size
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 import os
 import random
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .data import batches, to_float
+from .files import atomic_torch_save
 
 SCHEDULES = ("onecycle", "cosine", "constant")
 
@@ -117,19 +117,6 @@ def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
     if t < cfg.warmup:
         return cfg.lr * t / cfg.warmup
     return 0.5 * cfg.lr * (1 + math.cos(math.pi * (t - cfg.warmup) / (1 - cfg.warmup)))
-
-
-def _atomic_torch_save(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _check_xy(x, y, what="x, y"):
@@ -258,7 +245,7 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig 
                 hist.val_loss.append(float("nan"))
             hist.seconds.append(time.perf_counter() - t0)
         if ckpt is not None:
-            _atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+            atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
                                 "history": hist.as_dict(), "step": step, "epoch": epoch + 1,
                                 "seconds": time.perf_counter() - t0, "config": asdict(cfg)}, ckpt)
         if step >= total:

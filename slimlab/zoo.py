@@ -15,7 +15,6 @@ import os
 import platform
 import shlex
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -25,7 +24,8 @@ import torch
 
 from .data import ROOT, load_cifar10
 from .models import CifarResNet, build
-from .train import TrainConfig, _atomic_torch_save, evaluate, fit, seed_everything
+from .files import atomic_torch_save, atomic_write_text
+from .train import TrainConfig, evaluate, fit, seed_everything
 
 CHECKPOINT_DIR = ROOT / "data" / "checkpoints"
 CACHE_DIR = ROOT / "data" / "cache" / "zoo"
@@ -140,7 +140,7 @@ def train(name: str, *, out_dir: str | os.PathLike = CACHE_DIR, source: str | No
     val, test = evaluate(model, data.val_x, data.val_y), evaluate(model, data.test_x, data.test_y)
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     pt = out / f"{name}.pt"
-    _atomic_torch_save({"arch": dict(model.arch), "state_dict": state}, pt)
+    atomic_torch_save({"arch": dict(model.arch), "state_dict": state}, pt)
     info = {
         "name": name, "arch": recipe.arch, "width": recipe.width,
         "params": sum(p.numel() for p in model.parameters()),
@@ -156,11 +156,7 @@ def train(name: str, *, out_dir: str | os.PathLike = CACHE_DIR, source: str | No
         "history": {"epoch": hist.epoch, "val_acc": hist.val_acc, "train_loss": hist.train_loss},
         "sha256": sha256_file(pt), "file_bytes": pt.stat().st_size,
     }
-    fd, tmp = tempfile.mkstemp(dir=out, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(info, f, indent=2)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, out / f"{name}.json")
+    atomic_write_text(out / f"{name}.json", json.dumps(info, indent=2))
     return info
 
 

@@ -1,0 +1,55 @@
+"""Atomic file writes: every file slimlab writes goes to a temporary name first, then is renamed.
+
+A failure mid-way (an exception, Ctrl-C) leaves the old file, or none, but never a half-written one.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterable, Iterator
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
+    """Yield a temporary path beside `path`; on success it is made readable (0644) and renamed onto `path`."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=p.name, suffix=suffix)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, p)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, chunks: bytes | Iterable[bytes]) -> Path:
+    """Write `chunks` (bytes, or an iterable of bytes) to `path` atomically; return the path."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        for c in ([chunks] if isinstance(chunks, (bytes, bytearray)) else chunks):
+            f.write(c)
+    return Path(path)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write UTF-8 `text` to `path` atomically (newlines as given); return the path."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_json(obj, path: str | os.PathLike, indent: int = 1) -> Path:
+    """Write `obj` as JSON (plus a final newline) to `path` atomically; return the path."""
+    return atomic_write_text(path, json.dumps(obj, indent=indent) + "\n")
+
+
+def atomic_torch_save(obj, path: str | os.PathLike) -> Path:
+    """`torch.save(obj)` to `path` atomically; return the path."""
+    import torch
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+    return Path(path)
