@@ -768,6 +768,57 @@ def cpu_int8_features() -> dict[str, bool]:
     return {k: k in flags for k in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")}
 
 
+def torchao_available() -> bool:
+    """True when the optional torchao package (`pip install 'slimlab[torchao]'`) imports."""
+    try:
+        import torchao.quantization.pt2e.quantize_pt2e  # noqa: F401
+    except Exception:  # ImportError, or a torchao built for another torch
+        return False
+    return True
+
+
+def torchao_int8(model: nn.Module, calib_x: torch.Tensor, *, example_batch: int = 1,
+                 batch_size: int = 256, compile: bool = True):
+    """int8 static quantization of `model` through torch's own maintained route: torch.export, then
+    torchao's PT2E flow with the x86 inductor quantizer (per-channel int8 weights, uint8 activations
+    calibrated on `calib_x`), then `torch.compile` with inductor freezing, which lowers the
+    quantize/dequantize pairs to oneDNN int8 kernels. Returns the (compiled) quantized module.
+
+    The export traces the batch size of `example_batch` as dynamic, so any batch size runs. Compiling takes
+    tens of seconds on a laptop CPU (a C++ compiler must be present); `compile=False` returns the converted
+    graph that runs int8 arithmetic *simulated* in float (correct numbers, no speed-up).
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    x = _check_float(calib_x, "calib_x")
+    if x.dim() != 4:
+        raise ValueError(f"calib_x must be an image batch (N, C, H, W), got shape {tuple(x.shape)}")
+    if not isinstance(example_batch, int) or example_batch < 1:
+        raise ValueError(f"example_batch must be a positive int, got {example_batch!r}")
+    if not torchao_available():
+        raise ImportError("torchao is not installed; install it with `pip install 'slimlab[torchao]'` "
+                          "(or use the ONNX Runtime route: export_onnx + quantize_onnx_int8)")
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+    import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as xiq
+
+    model = copy.deepcopy(model).eval().cpu()
+    example = x[:max(2, example_batch)]
+    batch = torch.export.Dim("batch", min=1, max=1 << 16)
+    exported = torch.export.export(model, (example,), dynamic_shapes=({0: batch},)).module()
+    quantizer = xiq.X86InductorQuantizer()
+    quantizer.set_global(xiq.get_default_x86_inductor_quantization_config())
+    prepared = prepare_pt2e(exported, quantizer)
+    with torch.no_grad():
+        for i in range(0, len(x), batch_size):
+            prepared(x[i:i + batch_size])
+    converted = convert_pt2e(prepared)
+    if not compile:
+        return converted
+    import torch._inductor.config as inductor_config
+    inductor_config.freezing = True  # constant-fold the weights so inductor can pick the int8 kernels
+    return torch.compile(converted)
+
+
 # --------------------------------------------------------------------------- C5: low-precision weight storage
 
 

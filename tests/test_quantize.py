@@ -419,3 +419,34 @@ def test_rules_registered():
     from slimlab.ledger import rules
     r = rules()
     assert ("C4", "default") in r and ("C5", "default") in r and ("C14", "quantization") in r
+
+
+# --------------------------------------------------------------------------- torchao PT2E route
+
+def test_torchao_int8_bad_inputs():
+    m = build("resnet8", width=0.25)
+    with pytest.raises(TypeError, match="nn.Module"):
+        Q.torchao_int8("resnet8", torch.zeros(4, 3, 32, 32))
+    with pytest.raises(ValueError, match="image batch"):
+        Q.torchao_int8(m, torch.zeros(4, 3 * 32 * 32))
+    with pytest.raises(ValueError, match="example_batch"):
+        Q.torchao_int8(m, torch.zeros(4, 3, 32, 32), example_batch=0)
+
+
+@pytest.mark.skipif(not Q.torchao_available(), reason="torchao not installed")
+def test_torchao_int8_converted_graph_is_quantized_and_close():
+    torch.manual_seed(0)
+    m = build("resnet8", width=0.25).eval()
+    x = torch.rand(64, 3, 32, 32)
+    q = Q.torchao_int8(m, x, compile=False)
+    # the converted graph carries int8 quantize/dequantize ops around the convolutions...
+    targets = {str(n.target) for n in q.graph.nodes if n.op == "call_function"}
+    assert any("quantize_per_channel" in t for t in targets), targets
+    assert any("quantize_per_tensor" in t for t in targets), targets
+    # ...runs any batch size (the export is dynamic in the batch dimension)...
+    with torch.no_grad():
+        ref, out, one = m(x), q(x), q(x[:1])
+    assert out.shape == ref.shape and one.shape == (1, 10)
+    # ...and stays close to the float model (8-bit error, not garbage)
+    rel = (out - ref).norm() / ref.norm()
+    assert rel < 0.1, float(rel)
