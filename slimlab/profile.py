@@ -104,9 +104,30 @@ class DistillSection:
     at_beta: float = 1000.0                # attention-transfer weight (beta/2 * AT loss)
     feature_seeds: tuple[int, ...] = (0,)  # seeds of the attention-transfer variant
     dark_images: int = 4                   # test images in the dark-knowledge figure
-    finetune_steps: int = 0                # fine-tune steps of each pruned / low-rank teacher (C12)
+    finetune_steps: int = 0                # fine-tune steps of each pruned / low-rank / k-means teacher (C12)
     latency_repeats: int = 5
     batch_size: int = 128                  # student training batch
+
+
+@dataclass(frozen=True)
+class CombineSection:
+    """Notebook 06: every method on the same axes, combined pipelines, the edge budget."""
+    eval_images: int                        # val/test images for every point (0 = all)
+    quant_bits: tuple[int, ...]             # single method: uniform weight grids (PTQ, no fine-tune)
+    prune_sparsities: tuple[float, ...]     # single method: gradual magnitude pruning during a fine-tune
+    share_bits: tuple[int, ...]             # single method: k-means codebooks, fine-tuned
+    finetune_steps: int                     # steps of every fine-tune (pruning, codebooks)
+    distill_steps: int                      # KD steps of the ResNet-8 student (warm start from the checkpoint)
+    chain_sparsities: tuple[float, ...]     # pruning step of the pipelines (one pipeline per value)
+    chain_share_bits: int = 4               # k-means step of the Deep Compression chain
+    chain_quant_bits: int = 8               # uniform grid of distil → prune → quantize
+    batch_size: int = 128                   # fine-tune batch
+    lr: float = 0.01                        # peak lr of the cosine fine-tunes
+    temperature: float = 4.0                # KD (notebook 05's usual choice)
+    alpha: float = 0.9
+    calib_images: int = 256                 # training images calibrating int8 activations
+    latency_repeats: int = 20               # timed batch-1 forward passes per model
+    resumable: bool = False                 # per-part JSON under results/<profile>/06_putting_it_together/parts/
 
 
 @dataclass(frozen=True)
@@ -119,6 +140,7 @@ class Profile:
     prune: PruneSection
     share: ShareSection
     distill: DistillSection
+    combine: CombineSection
     batch_size: int = 128
     eval_batch_size: int = 500
     extra: dict = field(default_factory=dict)
@@ -157,6 +179,11 @@ QUICK = Profile(
         at_beta=1000.0, feature_seeds=(0,), dark_images=4, finetune_steps=0, latency_repeats=5,
         batch_size=64,
     ),
+    combine=CombineSection(
+        eval_images=500, quant_bits=(8, 4), prune_sparsities=(0.5, 0.8), share_bits=(2, 4),
+        finetune_steps=6, distill_steps=6, chain_sparsities=(0.5,), chain_share_bits=4, chain_quant_bits=8,
+        batch_size=32, lr=0.005, calib_images=128, latency_repeats=10, resumable=False,
+    ),
 )
 
 FULL = Profile(
@@ -192,6 +219,12 @@ FULL = Profile(
         alphas=(0.5, 0.9), eval_images=0, sweep_train_images=10000, sweep_epochs=10, val_images=0,
         at_beta=1000.0, feature_seeds=(0,), dark_images=4, finetune_steps=700, latency_repeats=30,
         batch_size=128,
+    ),
+    combine=CombineSection(
+        eval_images=0, quant_bits=(8, 6, 5, 4), prune_sparsities=(0.5, 0.7, 0.8, 0.9),
+        share_bits=(2, 3, 4, 5), finetune_steps=800, distill_steps=1500, chain_sparsities=(0.7, 0.8, 0.9),
+        chain_share_bits=4, chain_quant_bits=6, batch_size=128, lr=0.01, calib_images=1024,
+        latency_repeats=50, resumable=True,
     ),
 )
 
