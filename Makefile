@@ -47,6 +47,11 @@ unit: install
 lab: install
 	$(VENV)/bin/jupyter lab notebooks/
 
+## student notebooks in build/student/: solutions replaced by stubs, outputs cleared (docs/teaching.md)
+.PHONY: student
+student: install
+	$(PY) -m slimlab.student --out build/student
+
 benchmarks: install
 	$(PY) benchmarks/train_throughput.py
 
