@@ -782,7 +782,8 @@ def torchao_int8(model: nn.Module, calib_x: torch.Tensor, *, example_batch: int 
     """int8 static quantization of `model` through torch's own maintained route: torch.export, then
     torchao's PT2E flow with the x86 inductor quantizer (per-channel int8 weights, uint8 activations
     calibrated on `calib_x`), then `torch.compile` with inductor freezing, which lowers the
-    quantize/dequantize pairs to oneDNN int8 kernels. Returns the (compiled) quantized module.
+    quantize/dequantize pairs to oneDNN int8 kernels. Returns the (compiled) quantized module, which takes
+    float images in 0..1 like the model (`calib_x` may be uint8 0..255 as the loaders give them).
 
     The export traces the batch size of `example_batch` as dynamic, so any batch size runs. Compiling takes
     tens of seconds on a laptop CPU (a C++ compiler must be present); `compile=False` returns the converted
@@ -790,7 +791,10 @@ def torchao_int8(model: nn.Module, calib_x: torch.Tensor, *, example_batch: int 
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-    x = _check_float(calib_x, "calib_x")
+    from .data import to_float
+    if not isinstance(calib_x, torch.Tensor) or calib_x.numel() == 0:
+        raise TypeError("calib_x must be a non-empty image tensor (uint8 0..255 or float 0..1)")
+    x = to_float(calib_x)
     if x.dim() != 4:
         raise ValueError(f"calib_x must be an image batch (N, C, H, W), got shape {tuple(x.shape)}")
     if not isinstance(example_batch, int) or example_batch < 1:

@@ -427,6 +427,8 @@ def test_torchao_int8_bad_inputs():
     m = build("resnet8", width=0.25)
     with pytest.raises(TypeError, match="nn.Module"):
         Q.torchao_int8("resnet8", torch.zeros(4, 3, 32, 32))
+    with pytest.raises(TypeError, match="image tensor"):
+        Q.torchao_int8(m, torch.zeros(0, 3, 32, 32))
     with pytest.raises(ValueError, match="image batch"):
         Q.torchao_int8(m, torch.zeros(4, 3 * 32 * 32))
     with pytest.raises(ValueError, match="example_batch"):
@@ -438,7 +440,7 @@ def test_torchao_int8_converted_graph_is_quantized_and_close():
     torch.manual_seed(0)
     m = build("resnet8", width=0.25).eval()
     x = torch.rand(64, 3, 32, 32)
-    q = Q.torchao_int8(m, x, compile=False)
+    q = Q.torchao_int8(m, (x * 255).round().to(torch.uint8), compile=False)  # loaders give uint8
     # the converted graph carries int8 quantize/dequantize ops around the convolutions...
     targets = {str(n.target) for n in q.graph.nodes if n.op == "call_function"}
     assert any("quantize_per_channel" in t for t in targets), targets
