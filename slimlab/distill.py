@@ -11,16 +11,17 @@
   total is exactly `kd_loss` (+ beta/2 * AT). The teacher runs once per batch, in eval mode,
   without gradients; forward hooks (attention transfer only) are removed on exit.
 * `train_student(...)` trains one student (from scratch when `kd` is None) and evaluates it;
-  with `store=` each finished run is kept on disk so a long sweep resumes where it stopped.
+  with `store=` (a `slimlab.parts.PartStore`, the full profile) each finished run is a stored part
+  (its row under results/, its model under the ignored data/work/), so a long sweep resumes.
   `over_seeds(fn, seeds)` runs a configuration over several seeds: mean and spread.
-* Baselines for C12 — the teacher compressed to the student's size by the simplest version of
-  each other method, built from torch's own tools (notebooks 02–04 own the real ones).
+* Baselines for C12 — the teacher compressed to the student's size (nonzero parameters, or bytes
+  of a real file on disk) by slimlab's own methods: magnitude pruning and its sparse file
+  (`slimlab.prune`), low rank and k-means sharing and their files (`slimlab.share`), post-training
+  quantization and its packed file (`slimlab.quantize`).
 * `rule_c11`, `rule_c12` turn the measured metrics into the C11 and C12 verdicts.
 """
 from __future__ import annotations
 
-import copy
-import hashlib
 import json
 import os
 import statistics
@@ -34,14 +35,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .files import atomic_json, atomic_torch_save
-from .data import ROOT, subset
+from .data import subset
 from .ledger import rule
-from .measure import count_params, serialized_bytes
+from .measure import count_params
 from .models import build
+from .parts import PartStore, load_state, model_sha, part_key, save_state
 from .train import TrainConfig, evaluate, fit, seed_everything
 
-STORE = ROOT / "data" / "cache" / "distill"   # finished runs of the full profile (ignored by git)
 STAGES = ("layer1", "layer2", "layer3")        # the CIFAR ResNets' three stages
 
 # Published KD results on CIFAR-10 to draw beside ours: gain of the distilled student over the
@@ -246,78 +246,82 @@ def student_config(epochs: float, seed: int = 0, batch_size: int = 128) -> Train
     return cfg
 
 
-def _state_sha(model: nn.Module) -> str:
-    h = hashlib.sha256()
-    for k, v in sorted(model.state_dict().items()):
-        h.update(k.encode())
-        h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
+def student_part(arch: str, kd: KDConfig | None, train: TrainConfig, train_images: int, eval_images: int,
+                 data_fingerprint: str, teacher_sha: str | None) -> tuple[str, dict]:
+    """(kind, config) naming one student run as a stored part (`slimlab.parts`): the config holds
+    everything the run depends on, so its key changes when any input changes."""
+    config = {"arch": arch, "kd": asdict(kd) if kd else None, "train": asdict(train), "n": train_images,
+              "eval": eval_images, "data": data_fingerprint, "teacher": teacher_sha if kd else None}
+    kind = "scratch" if kd is None else kd.name.split()[0].replace("+", "")
+    return f"{arch}-{kind}-s{train.seed}", config
 
 
 def run_key(arch: str, kd: KDConfig | None, train: TrainConfig, train_images: int, eval_images: int,
             data_fingerprint: str, teacher_sha: str | None) -> str:
     """A file-name-safe identity of one student run (changes when any input changes)."""
-    ident = json.dumps({"arch": arch, "kd": asdict(kd) if kd else None, "train": asdict(train),
-                        "n": train_images, "eval": eval_images, "data": data_fingerprint,
-                        "teacher": teacher_sha if kd else None}, sort_keys=True)
-    kind = "scratch" if kd is None else kd.name.split()[0].replace("+", "")
-    return f"{arch}-{kind}-s{train.seed}-{hashlib.sha256(ident.encode()).hexdigest()[:12]}"
+    return part_key(*student_part(arch, kd, train, train_images, eval_images, data_fingerprint, teacher_sha))
 
 
 def train_student(data, teacher: nn.Module | None, kd: KDConfig | None, train: TrainConfig, *,
                   arch: str = "resnet8", train_images: int = 0, eval_images: int = 0,
-                  splits: Sequence[str] = ("val", "test"), store: str | os.PathLike | None = None,
-                  progress: bool = True) -> tuple[dict, nn.Module]:
+                  splits: Sequence[str] = ("val", "test"), store: PartStore | None = None,
+                  need_model: bool = True, progress: bool = True) -> tuple[dict, nn.Module | None]:
     """Train a fresh `arch` on `train_images` training images (0 = all) with `train`, distilled from
     `teacher` under `kd` (None = from scratch, same schedule); evaluate it on `splits` (a seeded
-    stratified subset of `eval_images` images of each, 0 = all). Returns (row, model): row holds '<split>_acc' in %, params,
-    seconds and the history. With `store`, a finished run is read back instead of retrained."""
+    stratified subset of `eval_images` images of each, 0 = all). Returns (row, model): row holds
+    '<split>_acc' in %, params, seconds and the history.
+
+    With an enabled `store` (a `slimlab.parts.PartStore`, the full profile) the run is one stored part:
+    its row is read back instead of retrained, the model comes from the store's work folder (retrained
+    if it is missing there), and an interrupted run resumes from its per-epoch checkpoint. With
+    `need_model=False` a stored row is enough and the model returned is None."""
     if kd is not None and not isinstance(teacher, nn.Module):
         raise TypeError("a distilled run (kd set) needs the teacher as an nn.Module")
     if not isinstance(train, TrainConfig):
         raise TypeError(f"train must be a TrainConfig, got {type(train).__name__}")
+    if store is not None and not isinstance(store, PartStore):
+        raise TypeError(f"store must be a slimlab.parts.PartStore or None, got {type(store).__name__}")
     bad = [s for s in splits if s not in ("train", "val", "test")]
     if bad:
         raise ValueError(f"splits must be among ('train', 'val', 'test'), got {bad}")
     for what, n in (("train_images", train_images), ("eval_images", eval_images)):
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise ValueError(f"{what} must be an int >= 0 (0 = all), got {n!r}")
-    key = run_key(arch, kd, train, train_images, eval_images, data.fingerprint,
-                  _state_sha(teacher) if kd is not None else None)
-    path = Path(store) / f"{key}.json" if store is not None else None
-    if path is not None and path.is_file() and path.with_suffix(".pt").is_file():
-        row = json.loads(path.read_text())
+    kind, config = student_part(arch, kd, train, train_images, eval_images, data.fingerprint,
+                                model_sha(teacher) if kd is not None else None)
+    key = part_key(kind, config)
+
+    def run(path: Path | None) -> tuple[dict, nn.Module]:
+        x, y = subset(data.train_x, data.train_y, train_images, seed=0)
+        seed_everything(train.seed)
         model = build(arch)
-        model.load_state_dict(torch.load(path.with_suffix(".pt"), map_location="cpu", weights_only=True))
-        return row, model.eval()
-    x, y = subset(data.train_x, data.train_y, train_images, seed=0)
-    seed_everything(train.seed)
-    model = build(arch)
-    resume = path.with_name(key + "-resume.pt") if path is not None else None
-    t0 = time.perf_counter()
-    desc = f"{arch} {'scratch' if kd is None else kd.name} seed {train.seed}"
-    if kd is None:
-        hist = fit(model, x, y, train, checkpoint=resume, progress=progress, desc=desc)
-    else:
-        with distillation(teacher, model, kd, label_smoothing=train.label_smoothing) as extra:
-            hist = fit(model, x, y, train, extra_loss=extra, checkpoint=resume, progress=progress, desc=desc)
-    model = model.cpu().to(memory_format=torch.contiguous_format).eval()
-    if teacher is not None:   # fit's hook moved it next to the student; give it back as it came
-        teacher.cpu().to(memory_format=torch.contiguous_format)
-    row = {"key": key, "arch": arch, "kd": asdict(kd) if kd else None, "label": kd.name if kd else "scratch",
-           "seed": train.seed, "train_images": len(y), "steps": hist.step[-1] if hist.step else 0,
-           "params": count_params(model).total, "seconds": round(time.perf_counter() - t0, 1),
-           "history": {"epoch": hist.epoch, "train_loss": hist.train_loss}}
-    for s in splits:   # a seeded stratified subset (the stored test split is ordered by class)
-        sx, sy = subset(getattr(data, f"{s}_x"), getattr(data, f"{s}_y"), eval_images, seed=0)
-        row[f"{s}_acc"] = evaluate(model, sx, sy)["acc"]
-    row = json.loads(json.dumps(row))   # the same plain types whether trained now or read back
-    if path is not None:
-        atomic_torch_save({k: v.contiguous() for k, v in model.state_dict().items()}, path.with_suffix(".pt"))
-        atomic_json(row, path)
-        if resume is not None:
-            resume.unlink(missing_ok=True)
-    return row, model
+        resume = path.with_name(path.stem + "-resume.pt") if path is not None and store.enabled else None
+        t0 = time.perf_counter()
+        desc = f"{arch} {'scratch' if kd is None else kd.name} seed {train.seed}"
+        if kd is None:
+            hist = fit(model, x, y, train, checkpoint=resume, progress=progress, desc=desc)
+        else:
+            with distillation(teacher, model, kd, label_smoothing=train.label_smoothing) as extra:
+                hist = fit(model, x, y, train, extra_loss=extra, checkpoint=resume, progress=progress, desc=desc)
+        model = model.cpu().to(memory_format=torch.contiguous_format).eval()
+        if teacher is not None:   # fit's hook moved it next to the student; give it back as it came
+            teacher.cpu().to(memory_format=torch.contiguous_format)
+        row = {"key": key, "arch": arch, "kd": asdict(kd) if kd else None, "label": kd.name if kd else "scratch",
+               "seed": train.seed, "train_images": len(y), "steps": hist.step[-1] if hist.step else 0,
+               "params": count_params(model).total, "seconds": round(time.perf_counter() - t0, 1),
+               "history": {"epoch": hist.epoch, "train_loss": hist.train_loss}}
+        for s in splits:   # a seeded stratified subset (the stored test split is ordered by class)
+            sx, sy = subset(getattr(data, f"{s}_x"), getattr(data, f"{s}_y"), eval_images, seed=0)
+            row[f"{s}_acc"] = evaluate(model, sx, sy)["acc"]
+        if path is not None:
+            save_state(model, path)
+            if resume is not None:
+                resume.unlink(missing_ok=True)
+        return json.loads(json.dumps(row)), model   # the same plain types whether trained now or read back
+
+    if store is None:
+        return run(None)
+    return store.run_model(kind, config, run, lambda p: load_state(build(arch), p), need_model=need_model)
 
 
 @dataclass(frozen=True)
@@ -357,124 +361,57 @@ def over_seeds(run: Callable[[int], dict], seeds: Sequence[int], metric: str = "
 
 
 # ---------------------------------------------------------------------------------------------
-# baselines for C12: the teacher compressed by the simplest version of each other method, from
-# torch's own tools. Notebooks 02–04 (slimlab.quantize / prune / share) own the full versions.
+# baselines for C12: the teacher compressed to the student's size by slimlab's own methods
+# (slimlab.prune, slimlab.share, slimlab.quantize), each written to its own file, whose size on
+# disk is what is compared.
 
-def weight_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """(name, module) of every Conv2d and Linear, in order."""
-    return [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-
-
-def _check_fraction(f, what: str) -> float:
-    if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f <= 1:
-        raise ValueError(f"{what} must be in (0, 1], got {f!r}")
-    return float(f)
+# (name, method, size matched): parameters (nonzero) or bytes of the file on disk
+C12_PLAN = (("pruned @ params", "prune", "params"), ("low-rank @ params", "low-rank", "params"),
+            ("pruned @ bytes", "prune", "bytes"), ("low-rank @ bytes", "low-rank", "bytes"),
+            ("k-means @ bytes", "kmeans", "bytes"), ("quantized @ bytes", "quantize", "bytes"))
+C12_METHODS = ("prune", "low-rank", "kmeans", "quantize")
+FILE_SUFFIX = {"prune": ".sparse.pt", "low-rank": ".shr", "kmeans": ".shr", "quantize": ".slq"}
 
 
-def magnitude_prune(model: nn.Module, keep: float) -> nn.Module:
-    """A copy of `model` with the smallest-|w| conv/linear weights zeroed globally, keeping the
-    fraction `keep` (torch.nn.utils.prune.global_unstructured). The masks stay attached (so a
-    fine-tune keeps them); `torch.nn.utils.prune.remove` makes them permanent."""
-    from torch.nn.utils import prune
-    keep = _check_fraction(keep, "keep")
-    m = copy.deepcopy(model)
-    params = [(mod, "weight") for _, mod in weight_layers(m)]
-    prune.global_unstructured(params, pruning_method=prune.L1Unstructured, amount=1.0 - keep)
-    return m
+def student_file_bytes(model: nn.Module, path: str | os.PathLike) -> int:
+    """The student's size on disk: its fp32 weights in slimlab's compact container
+    (`share.export_shared` of an unshared model, the container of the low-rank and k-means files)."""
+    from .share import export_shared
+    return export_shared(model, path)
 
 
-def make_permanent(model: nn.Module) -> nn.Module:
-    """Fold torch.nn.utils.prune masks into the weights, in place; returns `model`."""
-    from torch.nn.utils import prune
-    for _, mod in weight_layers(model):
-        if prune.is_pruned(mod) and hasattr(mod, "weight_orig"):
-            prune.remove(mod, "weight")
-    return model
+def write_compressed(model: nn.Module, method: str, path: str | os.PathLike) -> int:
+    """Write a compressed teacher with its method's own file format; returns the bytes on disk:
+    'prune' -> `prune.save_sparse` (bit mask + fp32 nonzero values), 'low-rank' and 'kmeans' ->
+    `share.export_shared` (factors; codebooks + packed indices), 'quantize' -> `quantize.save_quantized`
+    (packed integer codes + scales)."""
+    from . import prune, quantize, share
+    _check_method(method)
+    if method == "prune":
+        return prune.save_sparse(model, path, values="fp32")
+    if method == "quantize":
+        return quantize.save_quantized(model, path)
+    return share.export_shared(model, path)
 
 
-def sparse_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """A compact state for a pruned model: each conv/linear weight as its nonzero values (fp32)
-    plus a bit-packed mask (1 bit per weight); other tensors as they are. For bytes on disk."""
-    state = {}
-    layer_weights = {f"{n}.weight" for n, _ in weight_layers(model)}
-    for k, v in model.state_dict().items():
-        if k in layer_weights:
-            mask = (v != 0).flatten()
-            pad = (-mask.numel()) % 8
-            bits = torch.cat([mask, mask.new_zeros(pad)]).view(-1, 8).to(torch.uint8)
-            state[k + ".values"] = v.flatten()[mask].clone()
-            state[k + ".mask"] = (bits << torch.arange(8, dtype=torch.uint8)).sum(1).to(torch.uint8)
-        else:
-            state[k] = v
-    return state
+def read_compressed(method: str, path: str | os.PathLike) -> nn.Module:
+    """The model in a file written by `write_compressed` (eval mode, CPU), rebuilt from the file alone."""
+    from . import prune, quantize, share
+    _check_method(method)
+    loader = {"prune": prune.load_sparse, "quantize": quantize.load_quantized}.get(method, share.load_shared)
+    return loader(path)
 
 
-def fake_quantize(model: nn.Module, bits: int = 8) -> nn.Module:
-    """A copy of `model` whose conv/linear weights are rounded to `bits`-bit symmetric integers,
-    one scale per output channel (max |w| / (2^(bits-1) - 1)), then stored back as floats."""
-    if isinstance(bits, bool) or not isinstance(bits, int) or not 2 <= bits <= 16:
-        raise ValueError(f"bits must be an int in [2, 16], got {bits!r}")
-    m = copy.deepcopy(model)
-    qmax = 2 ** (bits - 1) - 1
-    with torch.no_grad():
-        for _, mod in weight_layers(m):
-            w = mod.weight
-            scale = w.abs().flatten(1).amax(1).clamp_min(1e-12) / qmax
-            shape = (-1,) + (1,) * (w.dim() - 1)
-            w.copy_(torch.clamp(torch.round(w / scale.view(shape)), -qmax, qmax) * scale.view(shape))
-    return m
+def _check_method(method) -> str:
+    if method not in C12_METHODS:
+        raise ValueError(f"method must be one of {C12_METHODS}, got {method!r}")
+    return method
 
 
-def int8_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """A compact state for an 8-bit model: conv/linear weights as int8 plus one fp32 scale per
-    output channel; other tensors as they are. For bytes on disk."""
-    state = {}
-    layer_weights = {f"{n}.weight" for n, _ in weight_layers(model)}
-    for k, v in model.state_dict().items():
-        if k in layer_weights:
-            scale = v.abs().flatten(1).amax(1).clamp_min(1e-12) / 127
-            q = torch.clamp(torch.round(v / scale.view((-1,) + (1,) * (v.dim() - 1))), -127, 127)
-            state[k + ".int8"], state[k + ".scale"] = q.to(torch.int8), scale.float()
-        else:
-            state[k] = v
-    return state
-
-
-def _factor(weight: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Truncated SVD of weight reshaped to (out, rest): (out, r) and (r, rest) with W ≈ A @ B."""
-    u, s, vh = torch.linalg.svd(weight.flatten(1), full_matrices=False)
-    root = s[:rank].sqrt()
-    return u[:, :rank] * root, root[:, None] * vh[:rank]
-
-
-def low_rank(model: nn.Module, rank_fraction: float) -> nn.Module:
-    """A copy of `model` where each conv (k×k, cin -> cout) becomes a k×k conv to r channels then
-    a 1×1 conv to cout, and each linear two linears, r = ceil(rank_fraction · full rank), from a
-    truncated SVD. A layer is factored only where that saves parameters."""
-    import math
-    f = _check_fraction(rank_fraction, "rank_fraction")
-    m = copy.deepcopy(model)
-    for name, mod in weight_layers(m):
-        w = mod.weight.detach()
-        out_c, rest = w.shape[0], w[0].numel()
-        r = max(1, math.ceil(f * min(out_c, rest)))
-        if r * (out_c + rest) >= out_c * rest:
-            continue
-        a, b = _factor(w, r)
-        if isinstance(mod, nn.Conv2d):
-            first = nn.Conv2d(mod.in_channels, r, mod.kernel_size, mod.stride, mod.padding, bias=False)
-            second = nn.Conv2d(r, out_c, 1, bias=mod.bias is not None)
-            first.weight.data.copy_(b.view(r, *w.shape[1:]))
-            second.weight.data.copy_(a.view(out_c, r, 1, 1))
-        else:
-            first, second = nn.Linear(rest, r, bias=False), nn.Linear(r, out_c, bias=mod.bias is not None)
-            first.weight.data.copy_(b)
-            second.weight.data.copy_(a)
-        if mod.bias is not None:
-            second.bias.data.copy_(mod.bias.detach())
-        parent_name, _, child = name.rpartition(".")
-        setattr(m.get_submodule(parent_name) if parent_name else m, child, nn.Sequential(first, second))
-    return m
+def nonzero_params(model: nn.Module) -> int:
+    """Nonzero parameter values of `model`, pruning masks applied (the effective weights)."""
+    from .prune import unmasked_copy
+    return count_params(unmasked_copy(model)).nonzero
 
 
 def match_size(make: Callable[[float], nn.Module], size: Callable[[nn.Module], int], target: int,
@@ -503,52 +440,47 @@ def match_size(make: Callable[[float], nn.Module], size: Callable[[nn.Module], i
     return best
 
 
-STORAGES = ("fp32", "sparse", "int8")
+def compress_to_size(teacher: nn.Module, method: str, matched: str, params: int, nbytes: int,
+                     scratch: str | os.PathLike, *, iters: int = 8) -> tuple[float, nn.Module]:
+    """The teacher compressed by `method` to at most the student's size: `params` nonzero parameters
+    (matched='params') or `nbytes` bytes of the method's file (matched='bytes', measured by writing
+    the file to `scratch`). Returns (knob, compressed model, still trainable):
 
-
-def stored_bytes(model: nn.Module, storage: str = "fp32") -> int:
-    """Bytes `torch.save` writes for `model` stored as 'fp32' (its state_dict), 'sparse'
-    (`sparse_state`: nonzero values + bit mask) or 'int8' (`int8_state`)."""
-    if storage not in STORAGES:
-        raise ValueError(f"storage must be one of {STORAGES}, got {storage!r}")
-    state = {"fp32": model.state_dict, "sparse": lambda: sparse_state(model),
-             "int8": lambda: int8_state(model)}[storage]()
-    return serialized_bytes(state)
-
-
-@dataclass
-class Baseline:
-    """The teacher compressed by one method to one size budget (C12)."""
-    name: str          # e.g. 'pruned @ params'
-    method: str        # 'prune' | 'low-rank' | 'quantize'
-    matched: str       # 'params' | 'bytes': which size was matched to the student's
-    knob: float        # keep fraction, rank fraction, or bits
-    storage: str       # how its bytes are counted (see `stored_bytes`)
-    model: nn.Module
-
-
-def c12_baselines(teacher: nn.Module, params: int, nbytes: int, iters: int = 8) -> list[Baseline]:
-    """The teacher compressed to at most `params` parameters (nonzero, for pruning) and, separately,
-    at most `nbytes` bytes on disk, by magnitude pruning and by low rank; plus the 8-bit teacher
-    (quantization keeps every parameter, so it enters the bytes comparison only). `iters`: bisection
-    steps of each size match (knob precision 2^-iters)."""
+    * 'prune': global magnitude pruning (`prune.prune_magnitude`), knob = fraction of weights kept;
+    * 'low-rank': truncated SVD per layer (`share.low_rank`), knob = retained energy;
+    * 'kmeans': k-means sharing (`share.kmeans_share`, grad='mean'), knob = bits, the most that fit;
+    * 'quantize': weight-only post-training quantization, per channel (`quantize.quantize_model`),
+      knob = bits, the most that fit (quantization keeps every parameter: bytes only).
+    The size grows with each knob, so bisection (prune, low-rank, `iters` steps) or a scan from the
+    most bits down finds the largest that fits."""
+    from . import prune, quantize, share
     if not isinstance(teacher, nn.Module):
         raise TypeError(f"teacher must be an nn.Module, got {type(teacher).__name__}")
+    _check_method(method)
+    if matched not in ("params", "bytes"):
+        raise ValueError(f"matched must be 'params' or 'bytes', got {matched!r}")
     for what, v in (("params", params), ("nbytes", nbytes)):
         if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
             raise ValueError(f"{what} must be a positive int, got {v!r}")
-    pruned = lambda k: make_permanent(magnitude_prune(teacher, k))
-    factored = lambda f: low_rank(teacher, f)
-    out = []
-    for matched, target in (("params", params), ("bytes", nbytes)):
-        psize = (lambda m: count_params(m).nonzero) if matched == "params" else (lambda m: stored_bytes(m, "sparse"))
-        k, m = match_size(pruned, psize, target, iters)
-        out.append(Baseline(f"pruned @ {matched}", "prune", matched, k, "sparse", m))
-        lsize = (lambda m: count_params(m).total) if matched == "params" else (lambda m: stored_bytes(m, "fp32"))
-        k, m = match_size(factored, lsize, target, iters)
-        out.append(Baseline(f"low-rank @ {matched}", "low-rank", matched, k, "fp32", m))
-    out.append(Baseline("8-bit @ bytes", "quantize", "bytes", 8, "int8", fake_quantize(teacher, 8)))
-    return out
+    if matched == "params" and method in ("kmeans", "quantize"):
+        raise ValueError(f"{method} keeps every parameter, so it can only be matched by bytes")
+    path = Path(scratch)
+    file_size = lambda m: write_compressed(m, method, path)
+    if method == "prune":
+        make = lambda keep: prune.prune_magnitude(teacher, 1.0 - keep, "global")
+        return match_size(make, nonzero_params if matched == "params" else file_size,
+                          params if matched == "params" else nbytes, iters)
+    if method == "low-rank":
+        make = lambda energy: share.low_rank(teacher, energy=energy)[0]
+        return match_size(make, (lambda m: count_params(m).total) if matched == "params" else file_size,
+                          params if matched == "params" else nbytes, iters)
+    top = 8   # the usual widest integer format; more bits buy nothing measurable at these sizes
+    for bits in range(top, 0 if method == "kmeans" else 1, -1):
+        m = (share.kmeans_share(teacher, share.KMeansConfig(bits=bits, grad="mean")) if method == "kmeans" else
+             quantize.quantize_model(teacher, quantize.QuantConfig(bits=bits, act_bits=None)))
+        if file_size(m) <= nbytes:
+            return float(bits), m
+    raise ValueError(f"cannot reach {nbytes} bytes with {method}: even the fewest bits are too big")
 
 
 def finetune_config(steps: int, seed: int = 0, batch_size: int = 128) -> TrainConfig:
@@ -558,19 +490,55 @@ def finetune_config(steps: int, seed: int = 0, batch_size: int = 128) -> TrainCo
 
 
 def finetune(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, *, seed: int = 0,
-             progress: bool = True, desc: str = "fine-tune") -> nn.Module:
-    """Fine-tune `model` in place for `steps` steps with `train.fit`, keeping its zero weights at
-    zero (torch.nn.utils.prune masks from the current zeros, folded in afterwards); returns it."""
-    from torch.nn.utils import prune
+             batch_size: int = 128, progress: bool = True, desc: str = "fine-tune") -> nn.Module:
+    """Fine-tune a compressed teacher in place for `steps` steps with `train.fit`; returns it (CPU, eval).
+    Its compression survives: pruning masks and k-means codebooks are parametrizations that `fit`
+    trains through (pruned weights stay zero, shared weights stay shared), low-rank factors stay factors."""
     if isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0:
         raise ValueError(f"steps must be a positive int, got {steps!r}")
-    for _, mod in weight_layers(model):
-        zeros = mod.weight.detach() == 0
-        if zeros.any():
-            prune.custom_from_mask(mod, "weight", ~zeros)
-    fit(model, x, y, finetune_config(steps, seed), progress=progress, desc=desc)
-    model = make_permanent(model).cpu().to(memory_format=torch.contiguous_format).eval()
-    return model
+    fit(model, x, y, finetune_config(steps, seed, batch_size), progress=progress, desc=desc)
+    return model.cpu().to(memory_format=torch.contiguous_format).eval()
+
+
+def c12_baseline(teacher: nn.Module, name: str, method: str, matched: str, params: int, nbytes: int,
+                 path: str | os.PathLike, *, train: tuple[torch.Tensor, torch.Tensor] | None = None,
+                 finetune_steps: int = 0, test: tuple[torch.Tensor, torch.Tensor] | None = None,
+                 iters: int = 8, progress: bool = True) -> tuple[dict, nn.Module]:
+    """One C12 baseline: the teacher compressed by `method` to the student's size (`compress_to_size`),
+    fine-tuned for `finetune_steps` on `train` (not the post-training quantized one), written to `path`
+    in its method's format. Returns (record, model read back from the file): the record holds the
+    knob, the file's bytes on disk, parameters, nonzero parameters and, with `test`, the test accuracy
+    (%) of the model read back from the file — what a user of the file would get."""
+    path = Path(path)
+    t0 = time.perf_counter()
+    knob, model = compress_to_size(teacher, method, matched, params, nbytes, path, iters=iters)
+    if finetune_steps and method != "quantize":
+        if train is None:
+            raise ValueError("fine-tuning a baseline needs train=(images, labels)")
+        model = finetune(model, train[0], train[1], finetune_steps, progress=progress, desc=f"fine-tune {name}")
+    file_bytes = write_compressed(model, method, path)
+    back = read_compressed(method, path)
+    pc = count_params(back)
+    rec = {"name": name, "method": method, "matched": matched, "knob": knob, "file_bytes": file_bytes,
+           "params": pc.total, "nonzero": pc.nonzero, "finetune_steps": finetune_steps if method != "quantize" else 0,
+           "seconds": round(time.perf_counter() - t0, 1)}
+    budget = params if matched == "params" else nbytes
+    size = pc.nonzero if matched == "params" else file_bytes
+    if size > budget:
+        raise RuntimeError(f"{name}: size {size} exceeds the student's {budget} {matched} after fine-tuning")
+    if test is not None:
+        rec["test_acc"] = evaluate(back, test[0], test[1])["acc"]
+    return rec, back
+
+
+def c12_baselines(teacher: nn.Module, params: int, nbytes: int, workdir: str | os.PathLike, **kw
+                  ) -> list[tuple[dict, nn.Module]]:
+    """Every baseline of `C12_PLAN` (`c12_baseline`), files written under `workdir`."""
+    out = []
+    for name, method, matched in C12_PLAN:
+        path = Path(workdir) / f"c12-{method}-{matched}{FILE_SUFFIX[method]}"
+        out.append(c12_baseline(teacher, name, method, matched, params, nbytes, path, **kw))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -594,17 +562,31 @@ def rule_c11(m: dict) -> str:
 
 
 C12_TEXT = (f"compare the distilled student's test accuracy with the teacher compressed to no more than the "
-            f"student's size (parameter count, and separately bytes on disk) by each other method: supported "
-            f"if it beats every compressed teacher by >= {MARGIN_PT} pt; refuted if it beats none of them by "
-            f"{MARGIN_PT} pt; qualified otherwise (better than some methods, not all)")
+            f"student's size (nonzero parameters, and separately bytes of the method's own file on disk) by "
+            f"each other method: supported if it beats every compressed teacher by >= {MARGIN_PT} pt; refuted "
+            f"if it beats none of them by {MARGIN_PT} pt; qualified otherwise (better than some methods, not "
+            f"all). A baseline larger than the student is an error, not a comparison")
 
 
 @rule("C12", C12_TEXT)
 def rule_c12(m: dict) -> str:
-    """metrics: distilled_acc (%), baseline_acc {name: % of the compressed teacher}."""
+    """metrics: distilled_acc (%), baseline_acc {name: % of the compressed teacher}; when given,
+    baseline_size {name: size}, baseline_matched {name: 'params' | 'bytes'} and distilled_params /
+    distilled_bytes are checked: every baseline must be no larger than the student."""
     base = m["baseline_acc"]
     if not base:
         raise ValueError("C12 needs at least one compressed-teacher baseline")
+    sizes, matched = m.get("baseline_size"), m.get("baseline_matched")
+    if sizes is not None:
+        if matched is None or set(sizes) != set(base) or set(matched) != set(base):
+            raise ValueError("baseline_size and baseline_matched must name the same baselines as baseline_acc")
+        for name, size in sizes.items():
+            if matched[name] not in ("params", "bytes"):
+                raise ValueError(f"baseline {name!r}: matched must be 'params' or 'bytes', got {matched[name]!r}")
+            budget = m[f"distilled_{matched[name]}"]
+            if size > budget:
+                raise ValueError(f"baseline {name!r} has {size} {matched[name]}, more than the student's {budget}: "
+                                 "not an equal-size comparison")
     wins = sum(m["distilled_acc"] >= acc + MARGIN_PT for acc in base.values())
     if wins == len(base):
         return "supported"

@@ -327,6 +327,36 @@ def finetune_config(steps: int, batch_size: int, lr: float, seed: int = 0) -> Tr
     return TrainConfig(steps=steps, batch_size=batch_size, lr=lr, schedule="cosine", warmup=0.0, seed=seed)
 
 
+FINETUNE_VARIANTS = ("magnitude", "random", "gradual")
+
+
+def pruned_copy(model: nn.Module, sparsity: float, variant: str, scope: str = "global", seed: int = 0) -> nn.Module:
+    """The starting point of one fine-tune variant at `sparsity`: one-shot magnitude masks ('magnitude'),
+    random masks with the same per-layer counts as those ('random'), or the unmasked model ('gradual',
+    which `gradual_pruning` prunes during the fine-tune)."""
+    _check_choice(variant, FINETUNE_VARIANTS, "variant")
+    if variant == "gradual":
+        return unmasked_copy(model)
+    mag = prune_magnitude(model, sparsity, scope)
+    return mag if variant == "magnitude" else prune_random(model, sparsity, like=get_masks(mag), seed=seed)
+
+
+def finetune_pruned(model: nn.Module, sparsity: float, variant: str, train: tuple[torch.Tensor, torch.Tensor],
+                    config: TrainConfig, *, scope: str = "global", seed: int = 0, progress: bool = True) -> nn.Module:
+    """A copy of `model` pruned to `sparsity` by `variant` (see `pruned_copy`) and fine-tuned with `fit`
+    (the gradual variant reaches the sparsity along the cubic schedule during it). Masks stay attached;
+    the result is checked to hold at least `sparsity` zeros."""
+    s = _check_sparsity(sparsity)
+    net = pruned_copy(model, s, variant, scope, seed)
+    hook = gradual_pruning(net, s, scope) if variant == "gradual" else None
+    fit(net, train[0], train[1], config, on_step=hook, progress=progress, desc=f"{variant} {s:.0%}")
+    net = net.cpu().eval()
+    got = layer_sparsity(net)["(all)"]
+    if got < s - 1e-4:
+        raise RuntimeError(f"{variant} fine-tune lost sparsity: {got:.5f} < {s}")
+    return net
+
+
 @torch.no_grad()
 def sensitivity(model: nn.Module, x: torch.Tensor, y: torch.Tensor, sparsities: tuple[float, ...],
                 layers: list[str] | None = None, *, progress: bool = True) -> dict[str, list[float]]:
@@ -490,30 +520,51 @@ def prune_channels(model: nn.Module, fraction: float, method: str = "apoz", x: t
     return slim_channels(model, select_channels(channel_scores(model, method, x, seed), fraction))
 
 
+def trim_round(net: nn.Module, fraction: float, method: str, stats_x: torch.Tensor,
+               train: tuple[torch.Tensor, torch.Tensor], config: TrainConfig, *, index: int, rounds: int,
+               base_channels: dict[str, int], seed: int = 0, progress: bool = True) -> nn.Module:
+    """Round `index` (0-based) of `rounds` of Network Trimming: rank `net`'s inner channels by `method`,
+    remove this round's share, fine-tune with `fit`; returns the new, smaller model. The rounds remove
+    1 - (1 - fraction)^(1/rounds) each, and the last lands exactly on C - round(fraction * C) of each
+    block's original C inner channels (`base_channels`, {block: C}). Each round is a separate call so
+    that a long run can store every finished round."""
+    _check_fraction(fraction)
+    if not isinstance(rounds, int) or isinstance(rounds, bool) or rounds < 1:
+        raise ValueError(f"rounds must be an int >= 1, got {rounds!r}")
+    if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < rounds:
+        raise ValueError(f"index must be an int in [0, {rounds}) (the round, 0-based), got {index!r}")
+    bl = blocks(net)
+    if not isinstance(base_channels, dict) or set(base_channels) != set(bl):
+        raise ValueError(f"base_channels must give the original inner channel count of every block: {list(bl)}")
+    net = net.cpu().to(memory_format=torch.contiguous_format).eval()
+    if index == rounds - 1:  # the last round lands exactly on the target count
+        scores = channel_scores(net, method, stats_x, seed + index)
+        keep = {}
+        for n, s in scores.items():
+            k = max(1, base_channels[n] - round(fraction * base_channels[n]))
+            keep[n] = torch.sort(torch.argsort(s, descending=True, stable=True)[:k]).values
+        net = slim_channels(net, keep)
+    else:
+        net = prune_channels(net, 1.0 - (1.0 - fraction) ** (1.0 / rounds), method, stats_x, seed + index)
+    fit(net, train[0], train[1], config, progress=progress, desc=f"trim {method} {index + 1}/{rounds}")
+    return net.cpu().to(memory_format=torch.contiguous_format).eval()
+
+
 def network_trimming(model: nn.Module, fraction: float, method: str, stats_x: torch.Tensor,
                      train: tuple[torch.Tensor, torch.Tensor], config: TrainConfig, rounds: int = 1,
                      *, seed: int = 0, progress: bool = True) -> nn.Module:
-    """Prune channels by `method`, fine-tune with `fit`, repeat `rounds` times, ending with C - round(fraction * C)
-    of each block's C inner channels (a new, smaller model). `stats_x`: training images for APoZ."""
+    """Prune channels by `method`, fine-tune with `fit`, repeat `rounds` times (`trim_round`), ending with
+    C - round(fraction * C) of each block's C inner channels (a new, smaller model). `stats_x`: training
+    images for APoZ."""
     _check_fraction(fraction)
-    if not isinstance(rounds, int) or rounds < 1:
+    if not isinstance(rounds, int) or isinstance(rounds, bool) or rounds < 1:
         raise ValueError(f"rounds must be an int >= 1, got {rounds!r}")
-    per_round = 1.0 - (1.0 - fraction) ** (1.0 / rounds)
     base = {n: b.conv1.out_channels for n, b in blocks(model).items()}
     net = model
     for r in range(rounds):
-        net = net.cpu().to(memory_format=torch.contiguous_format).eval()
-        if r == rounds - 1:  # the last round lands exactly on the target count
-            scores = channel_scores(net, method, stats_x, seed + r)
-            keep = {}
-            for n, s in scores.items():
-                k = max(1, base[n] - round(fraction * base[n]))
-                keep[n] = torch.sort(torch.argsort(s, descending=True, stable=True)[:k]).values
-            net = slim_channels(net, keep)
-        else:
-            net = prune_channels(net, per_round, method, stats_x, seed + r)
-        fit(net, train[0], train[1], config, progress=progress, desc=f"trim {method} {r + 1}/{rounds}")
-    return net.cpu().to(memory_format=torch.contiguous_format).eval()
+        net = trim_round(net, fraction, method, stats_x, train, config, index=r, rounds=rounds,
+                         base_channels=base, seed=seed, progress=progress)
+    return net
 
 
 # ---------------------------------------------------------------------------------------------

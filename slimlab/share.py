@@ -194,6 +194,8 @@ def low_rank(model: nn.Module, *, energy: float | None = None, rank: int | None 
     count for every layer, >= 1) must be given. A layer is factorized only where the two
     factors hold fewer parameters than the original (r·(out + in·k·k) < out·in·k·k) and the
     rank is below full; otherwise it stays dense. Returns (new model in eval mode, per-layer report).
+    The new model's `.arch` records the ranks ('low_rank'), so `export_shared` writes a file of it
+    that `load_shared` rebuilds on its own.
     """
     _check_module(model)
     if (energy is None) == (rank is None):
@@ -219,6 +221,8 @@ def low_rank(model: nn.Module, *, energy: float | None = None, rank: int | None 
             _set_module(new, name, factorize_conv(layer, r) if isinstance(layer, nn.Conv2d)
                         else factorize_linear(layer, r))
         report.append(LayerRank(name, tuple(w.shape), full, r, kept, before, after if do else before, do))
+    if isinstance(getattr(new, "arch", None), dict):   # so that a file of it (export_shared) rebuilds it
+        new.arch = {**new.arch, "low_rank": {r.name: r.rank for r in report if r.factorized}}
     return new.eval(), report
 
 
@@ -414,7 +418,8 @@ def export_shared(model: nn.Module, path: str | os.PathLike) -> int:
 
 
 def load_shared(path: str | os.PathLike) -> nn.Module:
-    """Read a file from `export_shared` back into a plain model (weights = codebook[index]), eval mode."""
+    """Read a file from `export_shared` back into a plain model (weights = codebook[index]), eval mode;
+    a low-rank model (from `low_rank`) comes back with the same factored layers."""
     p = Path(path)
     raw = p.read_bytes()
     if not raw.startswith(_MAGIC):
@@ -436,6 +441,10 @@ def load_shared(path: str | os.PathLike) -> nn.Module:
             state[e["name"]] = cb[unpack_bits(packed, e["bits"], n)].reshape(e["shape"])
     arch = head["arch"]
     model = build(arch["name"], width=arch["width"], num_classes=arch["num_classes"])
+    for name, r in arch.get("low_rank", {}).items():   # a low-rank model: factor the same layers, same ranks
+        layer = model.get_submodule(name)
+        _set_module(model, name, factorize_conv(layer, r) if isinstance(layer, nn.Conv2d) else factorize_linear(layer, r))
+    model.arch = dict(arch)
     model.load_state_dict(state)
     return model.eval()
 

@@ -240,22 +240,32 @@ def _toy_data(n=64):
 
 
 def test_train_student_is_seeded_and_resumes_from_its_store(tmp_path):
+    from slimlab.parts import PartStore
     data, teacher = _toy_data(), _tiny(0)
     cfg = D.student_config(epochs=1, seed=3, batch_size=32)
     kd = D.KDConfig(4.0, 0.9)
-    row, model = D.train_student(data, teacher, kd, cfg, store=tmp_path, progress=False)
+    store = PartStore(tmp_path / "parts", tmp_path / "work", profile="full")
+    row, model = D.train_student(data, teacher, kd, cfg, store=store, progress=False)
     assert row["steps"] == 2 and row["seed"] == 3 and row["label"] == "KD T=4 α=0.9"
     assert {"val_acc", "test_acc", "params"} <= set(row) and 0 <= row["test_acc"] <= 100
     assert row["params"] == sum(p.numel() for p in build("resnet8").parameters())
-    again, model2 = D.train_student(data, teacher, kd, cfg, store=tmp_path, progress=False)   # read back
-    assert again == row
+    assert row["key"] == D.run_key("resnet8", kd, cfg, 0, 0, "toy", D.model_sha(teacher))
+    assert (tmp_path / "parts" / f"{row['key']}.json").is_file() and (tmp_path / "work" / f"{row['key']}.pt").is_file()
+    again_store = PartStore(tmp_path / "parts", tmp_path / "work", profile="full")      # a new session
+    again, model2 = D.train_student(data, teacher, kd, cfg, store=again_store, progress=False)   # read back
+    assert again == row and again_store.loaded == [row["key"]] and not again_store.computed
     for a, b in zip(model.state_dict().values(), model2.state_dict().values()):
         torch.testing.assert_close(a, b, atol=0, rtol=0)
+    assert D.train_student(data, teacher, kd, cfg, store=again_store, need_model=False, progress=False) == (row, None)
     fresh, model3 = D.train_student(data, teacher, kd, cfg, progress=False)                   # retrained
     for a, b in zip(model.state_dict().values(), model3.state_dict().values()):
         torch.testing.assert_close(a, b, atol=0, rtol=0)
-    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob("*resume*"))
+    other = D.train_student(data, teacher, D.KDConfig(2.0, 0.9), cfg, store=again_store, progress=False)[0]
+    assert other["key"] != row["key"] and len(again_store.computed) == 1                 # another config: trained
+    assert not list(tmp_path.rglob("*.tmp")) and not list(tmp_path.rglob("*resume*"))
     assert next(teacher.parameters()).device.type == "cpu"
+    with pytest.raises(TypeError, match="store must be a slimlab.parts.PartStore"):
+        D.train_student(data, teacher, kd, cfg, store=tmp_path, progress=False)
 
 
 def test_train_student_argument_errors():
@@ -300,72 +310,7 @@ def test_seed_stats_and_over_seeds():
 
 
 # ---------------------------------------------------------------------------------------------
-# baselines for C12
-
-def test_magnitude_prune_cuts_the_smallest_weights_globally():
-    m = _tiny(0)
-    w_all = torch.cat([mod.weight.detach().flatten() for _, mod in D.weight_layers(m)])
-    p = D.magnitude_prune(m, keep=0.3)
-    kept = torch.cat([mod.weight.detach().flatten() for _, mod in D.weight_layers(p)])
-    assert int((kept != 0).sum()) == w_all.numel() - round(0.7 * w_all.numel())
-    assert kept[kept == 0].numel() and w_all[kept == 0].abs().max() <= w_all[kept != 0].abs().min()
-    assert all(not hasattr(mod, "weight_orig") for _, mod in D.weight_layers(m))   # original untouched
-    D.make_permanent(p)
-    assert all(not hasattr(mod, "weight_orig") for _, mod in D.weight_layers(p))
-    torch.testing.assert_close(torch.cat([mod.weight.detach().flatten() for _, mod in D.weight_layers(p)]),
-                               kept, atol=0, rtol=0)
-    with pytest.raises(ValueError, match=r"keep must be in \(0, 1\]"):
-        D.magnitude_prune(m, keep=0.0)
-
-
-def test_sparse_state_holds_values_and_a_packed_mask():
-    m = D.make_permanent(D.magnitude_prune(_tiny(0), keep=0.25))
-    st = D.sparse_state(m)
-    w = m.conv1.weight.detach()
-    vals, packed = st["conv1.weight.values"], st["conv1.weight.mask"]
-    bits = ((packed[:, None] >> torch.arange(8, dtype=torch.uint8)) & 1).flatten()[:w.numel()].bool()
-    rebuilt = torch.zeros(w.numel())
-    rebuilt[bits] = vals
-    torch.testing.assert_close(rebuilt.view_as(w), w, atol=0, rtol=0)
-    assert packed.dtype == torch.uint8 and packed.numel() == math.ceil(w.numel() / 8)
-    assert "bn1.weight" in st
-
-
-def test_fake_quantize_and_int8_state_agree():
-    m = _tiny(0)
-    q = D.fake_quantize(m, 8)
-    st = D.int8_state(m)
-    for name, mod in D.weight_layers(q):
-        w = dict(m.named_modules())[name].weight.detach()
-        scale = st[f"{name}.weight.scale"]
-        deq = st[f"{name}.weight.int8"].float() * scale.view((-1,) + (1,) * (w.dim() - 1))
-        torch.testing.assert_close(mod.weight.detach(), deq, atol=0, rtol=0)
-        assert (mod.weight.detach() - w).abs().max() <= scale.max() / 2 + 1e-7
-    q2 = D.fake_quantize(m, 2)   # 2 bits symmetric: values in {-1, 0, 1} x scale per channel
-    assert all(mod.weight.flatten(1)[0].unique().numel() <= 3 for _, mod in D.weight_layers(q2))
-    with pytest.raises(ValueError, match=r"bits must be an int in \[2, 16\]"):
-        D.fake_quantize(m, 1)
-
-
-def test_low_rank_is_a_truncated_svd():
-    torch.manual_seed(0)
-    lin = nn.Sequential(nn.Linear(8, 6))
-    f = D.low_rank(lin, rank_fraction=2 / 6)
-    a, b = f[0][1].weight.detach(), f[0][0].weight.detach()
-    u, s, vh = torch.linalg.svd(lin[0].weight.detach(), full_matrices=False)
-    torch.testing.assert_close(a @ b, (u[:, :2] * s[:2]) @ vh[:2], rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(f[0][1].bias, lin[0].bias)
-    x = torch.rand(3, 8)
-    torch.testing.assert_close(f(x), x @ (a @ b).T + lin[0].bias)
-    m = _tiny(0)
-    same = D.low_rank(m, 1.0)                    # full rank saves nothing: the model is unchanged
-    x = torch.rand(2, 3, 32, 32)
-    torch.testing.assert_close(same(x), m(x), atol=0, rtol=0)
-    small = D.low_rank(build("resnet20").eval(), 0.25)
-    assert sum(p.numel() for p in small.parameters()) < 0.5 * sum(p.numel() for p in build("resnet20").parameters())
-    with pytest.raises(ValueError, match=r"rank_fraction must be in \(0, 1\]"):
-        D.low_rank(m, 1.5)
-
+# baselines for C12: slimlab's own methods, sizes from real files
 
 def test_match_size_finds_the_largest_knob_that_fits():
     make = lambda k: nn.Linear(1, max(1, round(100 * k)), bias=False)     # size = round(100 k) params
@@ -381,44 +326,103 @@ def test_match_size_finds_the_largest_knob_that_fits():
         D.match_size(None, size, 5)
 
 
-def test_c12_baselines_fit_their_budgets():
+@pytest.fixture(scope="module")
+def c12(tmp_path_factory):
+    """The six baselines of a small teacher at a small student's size, files on disk."""
+    d = tmp_path_factory.mktemp("c12")
     torch.manual_seed(0)
-    teacher, student = build("resnet20", width=0.5).eval(), build("resnet8", width=0.5)
-    params, nbytes = sum(p.numel() for p in student.parameters()), D.stored_bytes(student)
-    base = D.c12_baselines(teacher, params, nbytes)
-    assert [b.name for b in base] == ["pruned @ params", "low-rank @ params", "pruned @ bytes",
-                                      "low-rank @ bytes", "8-bit @ bytes"]
-    from slimlab.measure import count_params
-    for b in base[:4]:   # integer ranks make low rank coarser than pruning
-        tol = 0.97 if b.method == "prune" else 0.85
-        if b.matched == "params":
-            size = count_params(b.model).nonzero if b.method == "prune" else count_params(b.model).total
-            assert tol * params <= size <= params, b.name
-        else:
-            assert tol * nbytes <= D.stored_bytes(b.model, b.storage) <= nbytes, b.name
-    assert D.stored_bytes(base[4].model, "int8") < 0.4 * D.stored_bytes(teacher)   # ~1/4 + pickle overhead
-    with pytest.raises(TypeError, match="teacher must be an nn.Module"):
-        D.c12_baselines(None, params, nbytes)
-    with pytest.raises(ValueError, match="params must be a positive int"):
-        D.c12_baselines(teacher, 0, nbytes)
-    with pytest.raises(ValueError, match="nbytes must be a positive int"):
-        D.c12_baselines(teacher, params, -5)
-    with pytest.raises(ValueError, match="storage must be one of"):
-        D.stored_bytes(teacher, "fp16")
-
-
-def test_finetune_keeps_pruned_weights_at_zero():
+    teacher, student = build("resnet20", width=0.5).eval(), build("resnet8", width=0.5).eval()
+    params = sum(p.numel() for p in student.parameters())
+    nbytes = D.student_file_bytes(student, d / "student.shr")
     data = _toy_data(32)
-    m = D.make_permanent(D.magnitude_prune(_tiny(0), keep=0.4))
-    zeros = [mod.weight.detach() == 0 for _, mod in D.weight_layers(m)]
-    before = [mod.weight.detach().clone() for _, mod in D.weight_layers(m)]
+    out = D.c12_baselines(teacher, params, nbytes, d, test=(data.test_x, data.test_y))
+    return SimpleNamespace(teacher=teacher, student=student, params=params, nbytes=nbytes, out=out, dir=d, data=data)
+
+
+def test_student_bytes_are_its_fp32_file(c12):
+    from slimlab.share import load_shared
+    assert c12.nbytes == (c12.dir / "student.shr").stat().st_size
+    assert 4 * c12.params <= c12.nbytes <= 4 * c12.params + 20_000      # fp32 weights + buffers + a header
+    back = load_shared(c12.dir / "student.shr")
+    x = torch.rand(2, 3, 32, 32)
+    torch.testing.assert_close(back(x), c12.student(x), atol=0, rtol=0)
+
+
+def test_c12_baselines_use_slimlabs_methods_and_fit_their_budgets(c12):
+    from slimlab import prune, quantize, share
+    from slimlab.measure import count_params, file_bytes
+    recs = {r["name"]: (r, m) for r, m in c12.out}
+    assert list(recs) == [name for name, _, _ in D.C12_PLAN]
+    for name, (r, model) in recs.items():
+        path = c12.dir / f"c12-{r['method']}-{r['matched']}{D.FILE_SUFFIX[r['method']]}"
+        assert r["file_bytes"] == file_bytes(path), name                     # the size is the real file's
+        assert 0 <= r["test_acc"] <= 100 and r["nonzero"] == count_params(model).nonzero
+        if r["matched"] == "params":   # integer ranks make low rank coarser than pruning
+            assert (0.97 if r["method"] == "prune" else 0.85) * c12.params <= r["nonzero"] <= c12.params, name
+        else:
+            assert 0.8 * c12.nbytes <= r["file_bytes"] <= c12.nbytes, name
+    # each file is its method's own format, and the model comes back from the file alone
+    pr = recs["pruned @ bytes"][0]
+    assert isinstance(prune.load_sparse(c12.dir / "c12-prune-bytes.sparse.pt"), nn.Module)
+    assert pr["nonzero"] < 0.5 * count_params(c12.teacher).total                # really pruned
+    lr = share.load_shared(c12.dir / "c12-low-rank-params.shr")
+    assert lr.arch["low_rank"] and any(isinstance(m, nn.Sequential) for m in lr.modules())
+    km, q = recs["k-means @ bytes"][0], recs["quantized @ bytes"][0]
+    assert km["knob"] in range(1, 9) and q["knob"] in range(2, 9)              # bits: the most that fit
+    assert q["knob"] == 8 or file_bytes_at(c12, "quantize", int(q["knob"]) + 1) > c12.nbytes
+    assert km["knob"] == 8 or file_bytes_at(c12, "kmeans", int(km["knob"]) + 1) > c12.nbytes
+    qm = quantize.load_quantized(c12.dir / "c12-quantize-bytes.slq")
+    x = torch.rand(2, 3, 32, 32)
+    torch.testing.assert_close(qm(x), recs["quantized @ bytes"][1](x))   # the file's model is what was measured
+
+
+def file_bytes_at(c12, method, bits):
+    from slimlab import quantize, share
+    m = (share.kmeans_share(c12.teacher, share.KMeansConfig(bits=bits, grad="mean")) if method == "kmeans" else
+         quantize.quantize_model(c12.teacher, quantize.QuantConfig(bits=bits, act_bits=None)))
+    return D.write_compressed(m, method, c12.dir / f"probe-{method}-{bits}")
+
+
+def test_c12_baseline_accuracy_is_the_files(c12):
+    from slimlab.train import evaluate
+    for r, model in c12.out:   # the record's accuracy is that of the model read back from the file
+        back = D.read_compressed(r["method"], c12.dir / f"c12-{r['method']}-{r['matched']}{D.FILE_SUFFIX[r['method']]}")
+        assert evaluate(back, c12.data.test_x, c12.data.test_y)["acc"] == r["test_acc"]
+
+
+def test_finetune_keeps_each_compression():
+    from slimlab import prune, share
+    data = _toy_data(32)
+    m = prune.prune_magnitude(_tiny(0), 0.6, "global")
+    zeros = {n: w == 0 for n, w in prune.plain_state_dict(m).items() if n.endswith("weight") and w.dim() > 1}
+    before = prune.plain_state_dict(m)
     m = D.finetune(m, data.train_x, data.train_y, steps=2, progress=False)
-    after = [mod.weight.detach() for _, mod in D.weight_layers(m)]
-    assert all(not hasattr(mod, "weight_orig") for _, mod in D.weight_layers(m))
-    assert all(bool((a[z] == 0).all()) for a, z in zip(after, zeros))
-    assert any(not torch.equal(a, b) for a, b in zip(after, before))      # it did train
+    after = prune.plain_state_dict(m)
+    assert all(bool((after[n][z] == 0).all()) for n, z in zeros.items())     # pruned weights stay zero
+    assert any(not torch.equal(after[n], before[n]) for n in zeros)         # and it did train
+    k = share.kmeans_share(_tiny(0), share.KMeansConfig(bits=2, grad="mean"))
+    k = D.finetune(k, data.train_x, data.train_y, steps=2, progress=False)
+    assert all(p.codebook.numel() == 4 for p in share.shared_layers(k).values())   # still 4 values per layer
     with pytest.raises(ValueError, match="steps must be a positive int"):
         D.finetune(m, data.train_x, data.train_y, steps=0)
+
+
+def test_compress_to_size_rejects_bad_input(tmp_path):
+    t = _tiny(0)
+    with pytest.raises(TypeError, match="teacher must be an nn.Module"):
+        D.compress_to_size(None, "prune", "params", 10, 10, tmp_path / "x")
+    with pytest.raises(ValueError, match="method must be one of"):
+        D.compress_to_size(t, "distill", "params", 10, 10, tmp_path / "x")
+    with pytest.raises(ValueError, match="matched must be 'params' or 'bytes'"):
+        D.compress_to_size(t, "prune", "flops", 10, 10, tmp_path / "x")
+    with pytest.raises(ValueError, match="params must be a positive int"):
+        D.compress_to_size(t, "prune", "params", 0, 10, tmp_path / "x")
+    with pytest.raises(ValueError, match="only be matched by bytes"):
+        D.compress_to_size(t, "quantize", "params", 10, 10, tmp_path / "x")
+    with pytest.raises(ValueError, match="cannot reach 100 bytes with kmeans"):
+        D.compress_to_size(t, "kmeans", "bytes", 10, 100, tmp_path / "x")
+    with pytest.raises(ValueError, match="fine-tuning a baseline needs train"):
+        D.c12_baseline(t, "p", "prune", "params", 10 ** 6, 10 ** 7, tmp_path / "p.pt", finetune_steps=2)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -447,3 +451,19 @@ def test_rule_c12(base, verdict):
     assert judge("C12", m, profile="quick").label == "quick — not evidence"
     with pytest.raises(ValueError, match="at least one compressed-teacher baseline"):
         D.rule_c12({"distilled_acc": 80.0, "baseline_acc": {}})
+    sized = {**m, "distilled_params": 100, "distilled_bytes": 400, "baseline_size": {k: 90 for k in base},
+             "baseline_matched": {k: "params" for k in base}}
+    assert D.rule_c12(sized) == verdict                          # every baseline within the student's size
+
+
+def test_rule_c12_refuses_baselines_larger_than_the_student():
+    m = {"distilled_acc": 80.0, "distilled_params": 100, "distilled_bytes": 400,
+         "baseline_acc": {"pruned @ params": 60.0, "8-bit @ bytes": 70.0},
+         "baseline_size": {"pruned @ params": 100, "8-bit @ bytes": 401},
+         "baseline_matched": {"pruned @ params": "params", "8-bit @ bytes": "bytes"}}
+    with pytest.raises(ValueError, match="'8-bit @ bytes' has 401 bytes, more than the student's 400"):
+        D.rule_c12(m)
+    m["baseline_size"]["8-bit @ bytes"] = 400
+    assert D.rule_c12(m) == "supported"
+    with pytest.raises(ValueError, match="must name the same baselines"):
+        D.rule_c12({**m, "baseline_matched": {"pruned @ params": "params"}})

@@ -292,6 +292,42 @@ def test_network_trimming_two_rounds_lands_on_the_target():
     assert [b.conv1.out_channels for b in P.blocks(out).values()] == [4, 8, 16]
 
 
+def test_trim_rounds_one_at_a_time_equal_network_trimming(tmp_path):
+    m = tiny(width=0.5)
+    x, y = images(16), torch.arange(16) % 10
+    cfg = TrainConfig(steps=1, batch_size=8)
+    whole = P.network_trimming(m, 0.5, "l1", x, (x, y), cfg, rounds=2, progress=False)
+    base = {n: b.conv1.out_channels for n, b in P.blocks(m).items()}
+    first = P.trim_round(m, 0.5, "l1", x, (x, y), cfg, index=0, rounds=2, base_channels=base, progress=False)
+    assert [b.conv1.out_channels for b in P.blocks(first).values()] == [6, 11, 23]   # 1 - sqrt(0.5) of each
+    P.save_dense(first, tmp_path / "round1.pt")                                    # a stored round resumes
+    second = P.trim_round(P.load_dense(tmp_path / "round1.pt"), 0.5, "l1", x, (x, y), cfg, index=1, rounds=2,
+                          base_channels=base, progress=False)
+    for (k, a), b in zip(whole.state_dict().items(), second.state_dict().values()):
+        torch.testing.assert_close(a, b, atol=0, rtol=0, msg=k)
+    with pytest.raises(ValueError, match="index must be an int in"):
+        P.trim_round(m, 0.5, "l1", x, (x, y), cfg, index=2, rounds=2, base_channels=base)
+    with pytest.raises(ValueError, match="base_channels"):
+        P.trim_round(m, 0.5, "l1", x, (x, y), cfg, index=0, rounds=2, base_channels={})
+
+
+@pytest.mark.parametrize("variant", P.FINETUNE_VARIANTS)
+def test_finetune_pruned_variants_keep_their_sparsity(variant):
+    m = tiny(width=0.5)
+    x, y = images(16), torch.arange(16) % 10
+    out = P.finetune_pruned(m, 0.6, variant, (x, y), TrainConfig(steps=3, batch_size=8), progress=False)
+    assert P.layer_sparsity(out)["(all)"] >= 0.6 - 1e-4
+    mag = P.get_masks(P.prune_magnitude(m, 0.6, "global"))
+    got = P.get_masks(out)
+    if variant == "magnitude":        # the one-shot magnitude masks ride through the fine-tune unchanged
+        assert all(torch.equal(got[n], mag[n]) for n in mag)
+    elif variant == "random":         # same count per layer as the magnitude masks, other positions
+        assert all(int(got[n].sum()) == int(mag[n].sum()) for n in mag)
+        assert not all(torch.equal(got[n], mag[n]) for n in mag)
+    with pytest.raises(ValueError, match="variant must be one of"):
+        P.pruned_copy(m, 0.5, "lottery")
+
+
 # ------------------------------------------------------------------ files
 
 def test_dense_file_rebuilds_a_slimmed_model_on_its_own(tmp_path):

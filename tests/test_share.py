@@ -215,6 +215,22 @@ def test_export_round_trip_and_sizes(tmp_path):
     assert not list(tmp_path.glob("*.tmp"))
 
 
+def test_low_rank_file_rebuilds_the_factored_model(tmp_path):
+    torch.manual_seed(12)
+    m = models.build("resnet8", width=0.5).eval()
+    small, rep = S.low_rank(m, rank=3)
+    assert small.arch["low_rank"] == {r.name: 3 for r in rep if r.factorized} and small.arch["low_rank"]
+    assert "low_rank" not in m.arch                                    # the input's record is untouched
+    n = S.export_shared(small, tmp_path / "lr.shr")
+    n_plain = S.export_shared(m, tmp_path / "p.shr")
+    back = S.load_shared(tmp_path / "lr.shr")
+    assert isinstance(back.layer1[0].conv1, nn.Sequential) and back.layer1[0].conv1[0].out_channels == 3
+    x = torch.rand(2, 3, 32, 32)
+    assert_close(back(x), small(x), atol=0, rtol=0)
+    saved = measure.count_params(m).total - measure.count_params(small).total
+    assert n_plain - n == pytest.approx(4 * saved, abs=2000)           # fp32 bytes of the saved parameters (+ header)
+
+
 def test_entropy_and_huffman():
     assert S.entropy_bits(torch.tensor([0, 0, 1, 1])) == pytest.approx(4.0)
     assert S.entropy_bits(torch.tensor([3, 3, 3])) == pytest.approx(0.0)
