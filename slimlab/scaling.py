@@ -407,7 +407,8 @@ def capacity_probe(accuracy_fn: Callable[[int, int], float], sizes: Sequence[int
                    *, threshold: float = FIT_THRESHOLD, store: str | os.PathLike | None = None,
                    name: str = "", progress: bool = False) -> Capacity:
     """Call `accuracy_fn(n, seed)` (training accuracy in % on n randomly labelled examples) for every
-    size and seed; n_max is where the share of seeds that fit (accuracy >= `threshold`) crosses 1/2.
+    size and seed; n_max is where the share of seeds that fit (accuracy >= `threshold`) crosses 1/2 for the
+    last time (a failure below a success is an optimisation failure, not the capacity).
 
     With `store`, each accuracy is kept in `<store>/<name>-n<n>-s<seed>.json` (written atomically)
     and reused by later calls, so a long probe resumes; `name` must identify model and recipe."""
@@ -444,12 +445,16 @@ def capacity_probe(accuracy_fn: Callable[[int, int], float], sizes: Sequence[int
         frac.append(float(np.mean([a >= threshold for a in accs])))
         mean.append(float(np.mean(accs)))
     f = np.array(frac)
-    if f[0] < 0.5:
+    # A model that memorises n labels could memorise any fewer, so a *failure at a smaller size than a success*
+    # is an optimisation failure (too few steps at small n), not the capacity: the capacity is bracketed by
+    # the largest size that fits and the next one up (the last crossing of 1/2, not the first).
+    fits = np.flatnonzero(f >= 0.5)
+    if len(fits) == 0:
         n_max, cens = float(sizes[0]), "below"
-    elif np.all(f >= 0.5):
+    elif fits[-1] == len(f) - 1:
         n_max, cens = float(sizes[-1]), "above"
     else:
-        j = int(np.argmax(f < 0.5))    # first size that no longer fits
+        j = int(fits[-1]) + 1           # the size above the largest that fits
         t = (f[j - 1] - 0.5) / (f[j - 1] - f[j])
         n_max, cens = float(np.exp(np.log(sizes[j - 1]) + t * (np.log(sizes[j]) - np.log(sizes[j - 1])))), ""
     return Capacity(tuple(sizes), tuple(frac), tuple(mean), n_max, cens)

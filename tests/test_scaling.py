@@ -275,6 +275,16 @@ def test_capacity_probe_interpolates_and_censors():
     assert low.censored == "below" and low.n_max == 50 and low.mean_acc == (0.0, 0.0)
 
 
+def test_capacity_probe_ignores_an_optimisation_failure_below_a_fit():
+    # fails at the smallest size (too few steps), fits 100-400, fails at 800: capacity is between 400 and 800
+    acc = {50: 90.0, 100: 100.0, 200: 100.0, 400: 100.0, 800: 98.0}
+    cap = S.capacity_probe(lambda n, s: acc[n], sorted(acc))
+    assert cap.censored == "" and cap.n_max == pytest.approx(math.sqrt(400 * 800))
+    # ... and when everything above the failed smallest size fits, it is a lower bound at the largest
+    cap = S.capacity_probe(lambda n, s: 90.0 if n == 50 else 100.0, [50, 100, 200])
+    assert cap.censored == "above" and cap.n_max == 200
+
+
 def test_capacity_probe_store_resumes(tmp_path):
     calls = []
 
