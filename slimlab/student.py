@@ -289,3 +289,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def insert_all(exercises: Sequence[dict], argv: Sequence[str] | None = None, description: str = "") -> int:
+    """The command line of tools/insert_exercises_*.py: insert every exercise (dicts with id, notebook,
+    anchors, task, solution) into `<--dir>/<notebook>.ipynb`, idempotently, and say what was done."""
+    root = Path(__file__).resolve().parents[1]
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--dir", default=str(root / "notebooks"), help="folder holding the notebooks")
+    a = ap.parse_args(argv)
+    for e in exercises:
+        path = Path(a.dir) / f"{e['notebook']}.ipynb"
+        done = insert_exercise(path, e["id"], exercise_cells(e["id"], e["task"], e["solution"]), e["anchors"])
+        print(f"{e['id']}: {'inserted into' if done else 'already in'} {path}")
+    return 0

@@ -54,7 +54,7 @@ def _cell(notebooks, exercise):
     cell = solution_cell(notebooks[ex.notebook], exercise) if ex.notebook in notebooks else None
     if cell is None:
         pytest.skip(f"{exercise}: its cells are not in notebooks/{ex.notebook}.ipynb yet "
-                    f"(and no insertion script under build/ provides them)")
+                    f"(and no insertion script under tools/ provides them)")
     return cell
 
 

@@ -7,13 +7,12 @@ wins). An exercise whose tag 'exercise:<id>' is already in the notebook is skipp
 
     .venv/bin/python tools/insert_exercises_01_02.py [--dir notebooks]
 """
-import argparse
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from slimlab.student import exercise_cells, insert_exercise  # noqa: E402
+from slimlab.student import insert_all  # noqa: E402
 
 EXERCISES = [
     dict(id="01-power-law-fit", notebook="01_marginal_returns",
@@ -144,16 +143,5 @@ def fake_quantize_student(x, scale, zero_point, bits, symmetric=True):
 ]
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--dir", default=str(ROOT / "notebooks"), help="folder holding the notebooks")
-    a = ap.parse_args(argv)
-    for e in EXERCISES:
-        path = Path(a.dir) / f"{e['notebook']}.ipynb"
-        done = insert_exercise(path, e["id"], exercise_cells(e["id"], e["task"], e["solution"]), e["anchors"])
-        print(f"{e['id']}: {'inserted into' if done else 'already in'} {path}")
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(insert_all(EXERCISES, description=__doc__.split("\n")[0]))

@@ -8,13 +8,12 @@ whose tag 'exercise:<id>' is already in the notebook is skipped. Re-execute the 
 
     .venv/bin/python tools/insert_exercises_03_05.py [--dir notebooks]
 """
-import argparse
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from slimlab.student import exercise_cells, insert_exercise  # noqa: E402
+from slimlab.student import insert_all  # noqa: E402
 
 EXERCISES = [
     dict(id="03-magnitude-mask", notebook="03_pruning",
@@ -180,16 +179,5 @@ def kd_loss_student(student_logits, teacher_logits, targets, temperature, alpha)
 ]
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--dir", default=str(ROOT / "notebooks"), help="folder holding the notebooks")
-    a = ap.parse_args(argv)
-    for e in EXERCISES:
-        path = Path(a.dir) / f"{e['notebook']}.ipynb"
-        done = insert_exercise(path, e["id"], exercise_cells(e["id"], e["task"], e["solution"]), e["anchors"])
-        print(f"{e['id']}: {'inserted into' if done else 'already in'} {path}")
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(insert_all(EXERCISES, description=__doc__.split("\n")[0]))
