@@ -73,3 +73,14 @@ test-browser: install site
 	@$(PY) -c "import playwright.sync_api" 2>/dev/null || $(PY) -m pip install -q -e '.[browser]'
 	@mkdir -p build/browser
 	SLIMLAB_PROFILE=quick SLIMLAB_CHROMIUM=$(CHROMIUM) $(PY) -m pytest -q -p no:cacheprovider -s browser/test_course.py
+
+## one notebook in the full profile, resumable: `make full NB=02_quantization` (log in logs/full-<NB>.log).
+## One torch thread, so two runs can share the 2 cores; start a second one only after the first is
+## computing (two kernels started in the same instant once hung on a port race here).
+.PHONY: full
+full: install
+	@test -n "$(NB)" || { echo "usage: make full NB=<notebook stem, e.g. 02_quantization>"; exit 2; }
+	@test -f notebooks/$(NB).ipynb || { echo "no notebooks/$(NB).ipynb"; exit 2; }
+	@mkdir -p logs build/full
+	set -o pipefail; SLIMLAB_PROFILE=full OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(VENV)/bin/jupyter nbconvert --to notebook \
+	  --execute --ExecutePreprocessor.timeout=-1 --output-dir build/full notebooks/$(NB).ipynb 2>&1 | tee logs/full-$(NB).log
