@@ -34,7 +34,7 @@ playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install 
 CHROMIUM = os.environ.get("SLIMLAB_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-RUN_TIMEOUT_S = float(os.environ.get("SLIMLAB_BROWSER_RUN_TIMEOUT", "270"))   # run-all of the notebook
+RUN_TIMEOUT_S = float(os.environ.get("SLIMLAB_BROWSER_RUN_TIMEOUT", "420"))   # run-all: a hang guard (02 compiles two models)
 START_TIMEOUT_S = 120.0                                                       # a server coming up
 LAB_SETTINGS = {  # JupyterLab user settings for the run: no autosave (the notebook file stays as committed),
     # every cell in the DOM, no news fetching
