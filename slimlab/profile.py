@@ -87,6 +87,9 @@ class ShareSection:
     kmeans_finetune_inits: tuple[str, ...] = ("linear",)           # inits whose codebooks are fine-tuned
     latency_repeats: int = 5
     latency_batch: int = 1                                         # images per timed forward pass
+    dkm_bits: int = 2                                              # Deep k-Means: bits of the sharing after
+    dkm_strength: float = 10.0                                     # Deep k-Means: penalty strength
+    dkm_steps: int = 0                                             # Deep k-Means: retrain steps (0 = finetune_steps)
 
 
 @dataclass(frozen=True)
@@ -171,7 +174,7 @@ QUICK = Profile(
         eval_images=500, energies=(0.8, 0.95), kmeans_bits=(2, 4, 8),
         finetune_steps=8, hashed_compressions=(2.0, 8.0), hashed_train_images=2000,
         hashed_epochs=1, hashed_arch="resnet8", kmeans_finetune_inits=("linear",),
-        latency_repeats=5,
+        latency_repeats=5, dkm_steps=30,
     ),
     distill=DistillSection(
         train_images=1280, epochs=1, seeds=(0,), temperatures=(4.0,), alphas=(0.9,),

@@ -12,6 +12,8 @@ Three routes, one section each:
   fine-tuning with the common `fit` gathers the gradients of all weights of a cluster into
   their centroid. `export_shared` writes packed indices plus codebooks to a real file;
   `huffman_size` measures the Huffman-coded index streams against the entropy bound.
+  `KMeansPenalty` is the Deep k-Means regulariser: an `extra_loss` for `fit` that pulls every
+  weight toward its cluster's mean *before* the clustering.
 * **Hashing** (Chen et al., HashedNets): `HashedLinear` / `HashedConv2d` draw every virtual
   weight from a small real parameter vector through a deterministic hash, times a ±1 sign hash.
 
@@ -374,6 +376,88 @@ def unshare(model: nn.Module) -> nn.Module:
     for name in shared_layers(model):
         parametrize.remove_parametrizations(model.get_submodule(name), "weight", leave_parametrized=True)
     return model
+
+
+def kmeans_error(model: nn.Module, bits: int, init: str = "linear", iters: int = 30) -> float:
+    """Relative clustering error of `model` at `bits`: Σ‖W − C[idx]‖² / Σ‖W‖² over every Conv2d/Linear
+    weight, with each layer clustered by `kmeans_1d`. 0 means sharing changes nothing."""
+    _check_module(model)
+    _check_bits(bits)
+    err = tot = 0.0
+    for _, layer in _layers(model):
+        w = layer.weight.detach().float().cpu()
+        cb, idx = kmeans_1d(w, bits, init, iters)
+        err += float(((w - cb[idx]) ** 2).sum())
+        tot += float((w ** 2).sum())
+    if tot == 0.0:
+        raise ValueError("model has no Conv2d/Linear weights (or all are zero)")
+    return err / tot
+
+
+class KMeansPenalty:
+    """A Deep k-Means-style regulariser, as an `extra_loss` for `train.fit`.
+
+    Adds strength · Σ_layers Σ_i (w_i − μ_{a(i)})² to the loss, where a(i) is weight i's cluster
+    in a per-layer 1-D k-means at `bits` and μ_k is the *current* mean of cluster k's weights. The
+    gradient on each weight is 2·strength·(w_i − μ_{a(i)}): every weight is pulled toward its centroid
+    during retraining, so the clustering that follows changes the function less. The assignments
+    are recomputed (Lloyd, `init`) every `refresh` steps. Wu et al. (Deep k-Means, 2018) use a spectrally
+    relaxed form of this k-means objective and cluster weight vectors; here it is the hard-assignment
+    form on scalars, matching `kmeans_share`.
+    """
+
+    def __init__(self, bits: int = 2, strength: float = 1.0, refresh: int = 50, init: str = "linear"):
+        self.bits = _check_bits(bits)
+        if isinstance(strength, bool) or not isinstance(strength, (int, float)):
+            raise TypeError(f"strength must be a number, got {type(strength).__name__}")
+        if not (math.isfinite(strength) and strength >= 0):
+            raise ValueError(f"strength must be a finite number >= 0, got {strength}")
+        if isinstance(refresh, bool) or not isinstance(refresh, int) or refresh < 1:
+            raise ValueError(f"refresh must be an int >= 1 (steps between re-assignments), got {refresh!r}")
+        if init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {init!r}")
+        self.strength, self.refresh, self.init = float(strength), refresh, init
+        self.steps = 0
+        self.assign: dict[str, torch.Tensor] = {}
+
+    def reassign(self, model: nn.Module) -> None:
+        """Cluster every layer's current weights again (the k-means assignment step)."""
+        _check_module(model)
+        self.assign = {}
+        for name, layer in _layers(model):
+            _, idx = kmeans_1d(layer.weight, self.bits, self.init)
+            self.assign[name] = idx.reshape(-1).to(layer.weight.device)
+        if not self.assign:
+            raise ValueError("model has no Conv2d/Linear layers to regularise")
+
+    def penalty(self, model: nn.Module) -> torch.Tensor:
+        """Σ_layers Σ_i (w_i − μ_{a(i)})² under the stored assignments (differentiable; no strength)."""
+        _check_module(model)
+        if not self.assign:
+            self.reassign(model)
+        k = 2 ** self.bits
+        total = None
+        for name, layer in _layers(model):
+            if name not in self.assign:
+                raise ValueError(f"layer {name!r} has no assignment; call reassign(model) for this model")
+            w, idx = layer.weight.reshape(-1), self.assign[name]
+            if idx.numel() != w.numel():
+                raise ValueError(f"layer {name!r} changed size since the last reassign")
+            counts = torch.bincount(idx, minlength=k).clamp(min=1).to(w.dtype)
+            means = torch.zeros(k, dtype=w.dtype, device=w.device).index_add(0, idx, w) / counts
+            term = ((w - means[idx]) ** 2).sum()
+            total = term if total is None else total + term
+        return total
+
+    def __call__(self, model, x=None, y=None, logits=None) -> torch.Tensor:
+        if self.steps % self.refresh == 0 or not self.assign:
+            self.reassign(model)
+        self.steps += 1
+        return self.strength * self.penalty(model)
+
+    def __repr__(self) -> str:
+        return (f"KMeansPenalty(bits={self.bits}, strength={self.strength:g}, refresh={self.refresh}, "
+                f"init={self.init!r})")
 
 
 _MAGIC = b"SLIMSHR1"

@@ -129,6 +129,79 @@ def test_kmeans_recovers_separated_clusters_and_is_a_fixed_point():
             assert_close(c[j], v[idx == j].double().mean().float(), atol=1e-6, rtol=0)
 
 
+# ------------------------------------------------------------ Deep k-Means penalty
+
+def test_kmeans_penalty_is_the_within_cluster_sum_of_squares_and_its_gradient():
+    torch.manual_seed(11)
+    model = nn.Sequential(nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 3))
+    pen = S.KMeansPenalty(bits=1, strength=0.5)
+    pen.reassign(model)
+    want = 0.0
+    for name in ("0", "2"):
+        w, idx = model.get_submodule(name).weight.detach().reshape(-1), pen.assign[name]
+        _, ref_idx = S.kmeans_1d(model.get_submodule(name).weight, 1)
+        assert torch.equal(idx, ref_idx.reshape(-1))
+        for k in (0, 1):
+            if (idx == k).any():
+                want += float(((w[idx == k] - w[idx == k].mean()) ** 2).sum())
+    assert float(pen.penalty(model).detach()) == pytest.approx(want, rel=1e-5)
+    loss = pen(model)                         # strength * penalty, assignments kept (step 0 re-assigns)
+    assert float(loss) == pytest.approx(0.5 * want, rel=1e-5)
+    loss.backward()
+    w, idx = model[0].weight.detach().reshape(-1), pen.assign["0"]
+    mu = torch.stack([w[idx == k].mean() if (idx == k).any() else torch.tensor(0.0) for k in (0, 1)])
+    assert_close(model[0].weight.grad.reshape(-1), 2 * 0.5 * (w - mu[idx]), atol=1e-6, rtol=1e-5)
+    assert model[0].bias.grad is None          # biases are not regularised
+
+
+def test_kmeans_penalty_is_zero_on_a_shared_model_and_kmeans_error_too():
+    torch.manual_seed(12)
+    model = models.build("resnet8", width=0.25)
+    assert S.kmeans_error(model, 2) > 0.01
+    shared = S.unshare(S.kmeans_share(model, S.KMeansConfig(bits=2)))
+    assert S.kmeans_error(shared, 2) == pytest.approx(0.0, abs=1e-10)
+    assert float(S.KMeansPenalty(bits=2)(shared).detach()) == pytest.approx(0.0, abs=1e-8)
+    assert S.kmeans_error(model, 8) < S.kmeans_error(model, 2)   # more centroids, less error
+
+
+def test_kmeans_penalty_in_fit_pulls_weights_to_their_centroids():
+    torch.manual_seed(13)
+    model = models.build("resnet8", width=0.25)
+    before = S.kmeans_error(model, 2)
+    x = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8)
+    y = torch.randint(0, 10, (64,))
+    pen = S.KMeansPenalty(bits=2, strength=2.0, refresh=5)
+    cfg = TrainConfig(steps=20, batch_size=32, lr=0.05, weight_decay=0.0, augment=False, seed=0)
+    fit(model, x, y, cfg, extra_loss=pen, progress=False, device="cpu")
+    assert pen.steps == 20
+    assert S.kmeans_error(model, 2) < 0.5 * before
+    torch.manual_seed(13)
+    plain = models.build("resnet8", width=0.25)
+    fit(plain, x, y, cfg, progress=False, device="cpu")
+    assert S.kmeans_error(plain, 2) > S.kmeans_error(model, 2)
+
+
+@pytest.mark.parametrize("kwargs, err", [
+    ({"bits": 0}, ValueError), ({"bits": 17}, ValueError), ({"bits": 2.0}, TypeError),
+    ({"strength": -1.0}, ValueError), ({"strength": float("nan")}, ValueError), ({"strength": "1"}, TypeError),
+    ({"refresh": 0}, ValueError), ({"refresh": 1.5}, ValueError), ({"init": "kmeans++"}, ValueError),
+])
+def test_kmeans_penalty_rejects_bad_settings(kwargs, err):
+    with pytest.raises(err):
+        S.KMeansPenalty(**kwargs)
+
+
+def test_kmeans_penalty_and_error_reject_bad_models():
+    with pytest.raises(TypeError):
+        S.KMeansPenalty()("not a model")
+    with pytest.raises(TypeError):
+        S.kmeans_error("not a model", 2)
+    with pytest.raises(ValueError):
+        S.KMeansPenalty().reassign(nn.Sequential(nn.ReLU()))
+    with pytest.raises(ValueError):
+        S.kmeans_error(nn.Linear(3, 2), 0)
+
+
 def test_codebook_gradient_is_the_sum_per_centroid():
     torch.manual_seed(8)
     lin = nn.Linear(6, 4)
