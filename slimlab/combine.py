@@ -31,7 +31,6 @@ import heapq
 import json
 import math
 import os
-import struct
 import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -43,7 +42,7 @@ import torch.nn as nn
 from torch.nn.utils import parametrize
 
 from .data import ROOT
-from .files import atomic_json, atomic_write_bytes
+from .files import atomic_json, read_container, write_container
 from .ledger import rule
 from .measure import count_params
 
@@ -414,7 +413,7 @@ def save_packed(model: nn.Module, path: str | os.PathLike, *, sparse: bool = Tru
                 others.append({"name": f"{name}.{k}" if name else k, "kind": "raw", "ref": add("floats", data),
                                "dtype": dt, "shape": list(t.shape)})
     header = zlib.compress(json.dumps({"arch": arch, "w": entries, "o": others}, separators=(",", ":")).encode(), 9)
-    p = atomic_write_bytes(path, [MAGIC + struct.pack("<I", len(header)) + header, *chunks])
+    p = write_container(path, MAGIC, header, chunks)
     parts["header"] = len(MAGIC) + 4 + len(header)
     size = p.stat().st_size
     if size != sum(parts.values()):
@@ -425,14 +424,8 @@ def save_packed(model: nn.Module, path: str | os.PathLike, *, sparse: bool = Tru
 def load_packed(path: str | os.PathLike) -> nn.Module:
     """The model saved by `save_packed`, as a plain float32 model (eval mode, CPU); needs nothing but the file."""
     from .prune import build_from_arch
-    p = Path(path)
-    raw = p.read_bytes()
-    if not raw.startswith(MAGIC):
-        raise ValueError(f"{p} is not a slimlab packed model (bad magic)")
-    (hlen,) = struct.unpack("<I", raw[len(MAGIC):len(MAGIC) + 4])
-    start = len(MAGIC) + 4
-    head = json.loads(zlib.decompress(raw[start:start + hlen]))
-    blob = memoryview(raw)[start + hlen:]
+    header, blob = read_container(path, MAGIC, "slimlab packed model")
+    head = json.loads(zlib.decompress(header))
     get = lambda ref: bytes(blob[ref[0]:ref[0] + ref[1]])
     fl = lambda d: torch.from_numpy(np.frombuffer(get(d["ref"]), dtype=np.dtype(d["dtype"])).astype(np.float32))
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import struct
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,7 +33,7 @@ import torch
 import torch.nn as nn
 import torch.nn.utils.parametrize as parametrize
 
-from .files import atomic_path, atomic_write_bytes
+from .files import atomic_path, read_container, write_container
 from .ledger import rule
 from .measure import Latency, time_fn
 
@@ -623,7 +622,7 @@ def save_quantized(model: nn.Module, path: str | os.PathLike, *, float_bits: int
                          "config": asdict(cfg) if cfg is not None else None,
                          "tensors": tensors, "qweights": qweights}, separators=(",", ":")).encode()
     p = Path(path)
-    atomic_write_bytes(p, [FILE_MAGIC, struct.pack("<I", len(header)), header, *blobs])
+    write_container(p, FILE_MAGIC, header, blobs)
     return p.stat().st_size
 
 
@@ -633,14 +632,8 @@ def load_quantized(path: str | os.PathLike) -> nn.Module:
     quantizers carry their saved ranges."""
     from .models import build
     p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"no file at {p}")
-    raw = p.read_bytes()
-    if raw[:4] != FILE_MAGIC:
-        raise ValueError(f"{p} is not a slimlab quantized file (magic {raw[:4]!r})")
-    (hlen,) = struct.unpack("<I", raw[4:8])
-    head = json.loads(raw[8:8 + hlen])
-    body = memoryview(raw)[8 + hlen:]
+    header, body = read_container(p, FILE_MAGIC, "slimlab quantized file")
+    head = json.loads(header)
     arch = head["arch"]
     if not arch or "name" not in arch:
         raise ValueError(f"{p} has no architecture record; only slimlab.models networks can be reloaded")

@@ -25,9 +25,7 @@ import copy
 import json
 import math
 import os
-import struct
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -35,7 +33,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils import parametrize
 
-from .files import atomic_write_bytes
+from .files import read_container, write_container
 from .ledger import rule
 from .models import build
 from .quantize import pack_bits, unpack_bits  # one bit packer for the course
@@ -497,21 +495,15 @@ def export_shared(model: nn.Module, path: str | os.PathLike) -> int:
              "shape": list(p.index.shape), "codebook_bytes": cb.numel() * 4},
             cb.numpy().tobytes() + packed.numpy().tobytes())
     header = json.dumps({"arch": arch, "tensors": entries}, separators=(",", ":")).encode()
-    p = atomic_write_bytes(path, [_MAGIC + struct.pack("<I", len(header)) + header, *chunks])
+    p = write_container(path, _MAGIC, header, chunks)
     return p.stat().st_size
 
 
 def load_shared(path: str | os.PathLike) -> nn.Module:
     """Read a file from `export_shared` back into a plain model (weights = codebook[index]), eval mode;
     a low-rank model (from `low_rank`) comes back with the same factored layers."""
-    p = Path(path)
-    raw = p.read_bytes()
-    if not raw.startswith(_MAGIC):
-        raise ValueError(f"{p} is not a slimlab shared-weights file (bad magic)")
-    (hlen,) = struct.unpack("<I", raw[len(_MAGIC):len(_MAGIC) + 4])
-    start = len(_MAGIC) + 4
-    head = json.loads(raw[start:start + hlen])
-    blob = memoryview(raw)[start + hlen:]
+    header, blob = read_container(path, _MAGIC, "slimlab shared-weights file")
+    head = json.loads(header)
     state = {}
     for e in head["tensors"]:
         data = blob[e["offset"]:e["offset"] + e["nbytes"]]

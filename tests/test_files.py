@@ -26,3 +26,22 @@ def test_failure_midway_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
             raise RuntimeError("crash mid-way")
     assert json.loads(target.read_text()) == {"old": True}
     assert [p.name for p in tmp_path.iterdir()] == ["keep.json"]
+
+
+def test_container_round_trip_and_clear_errors(tmp_path):
+    from slimlab.files import read_container, write_container
+    p = write_container(tmp_path / "m.bin", b"MAG1", b'{"a":1}', [b"xy", b"z"])
+    raw = p.read_bytes()
+    assert raw == b"MAG1" + (7).to_bytes(4, "little") + b'{"a":1}' + b"xyz"
+    header, body = read_container(p, b"MAG1", "test file")
+    assert header == b'{"a":1}' and bytes(body) == b"xyz"
+    with pytest.raises(ValueError, match="not a test file"):
+        read_container(p, b"OTHR", "test file")
+    (tmp_path / "short.bin").write_bytes(raw[:9])        # header announced, not present
+    with pytest.raises(ValueError, match="truncated"):
+        read_container(tmp_path / "short.bin", b"MAG1")
+    with pytest.raises(FileNotFoundError):
+        read_container(tmp_path / "none.bin", b"MAG1")
+    with pytest.raises(TypeError):
+        write_container(tmp_path / "bad.bin", "MAG1", b"")
+    assert not (tmp_path / "bad.bin").exists()
