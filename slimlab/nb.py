@@ -44,3 +44,23 @@ def show_committed_full(notebook: str) -> None:
     print(f"Committed FULL-profile results ({p['utc']}, commit {p['git_commit'][:10]}, {p['machine']}):")
     for r in doc["records"]:
         print(f"  {r['claim']}: {r['verdict'].upper()} — " + json.dumps(r["metrics"])[:300])
+
+
+def save_figure(fig, name: str, profile: str | None = None, dpi: int = 80) -> str:
+    """Save a matplotlib figure as results/<profile>/figures/<name> (PNG, written atomically) and return
+    the path relative to results/<profile>/, ready for `judge(..., figures=[...])` and the claims report.
+
+    `name` is a plain file name ending in .png (e.g. '04_c9_lowrank.png'); `profile` defaults to the
+    active one (SLIMLAB_PROFILE)."""
+    from .files import atomic_path
+    from .profile import get_profile
+    if not hasattr(fig, "savefig"):
+        raise TypeError(f"fig must be a matplotlib Figure, got {type(fig).__name__}")
+    if not isinstance(name, str) or not name.endswith(".png") or "/" in name or "\\" in name or name.startswith("."):
+        raise ValueError(f"name must be a plain file name ending in .png, got {name!r}")
+    prof = profile if profile is not None else get_profile().name
+    if not isinstance(prof, str) or not prof or "/" in prof:
+        raise ValueError(f"profile must be a profile name such as 'quick' or 'full', got {prof!r}")
+    with atomic_path(ROOT / "results" / prof / "figures" / name, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
+    return f"figures/{name}"
