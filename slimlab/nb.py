@@ -48,7 +48,8 @@ def show_committed_full(notebook: str) -> None:
 
 def save_figure(fig, name: str, profile: str | None = None, dpi: int = 80) -> str:
     """Save a matplotlib figure as results/<profile>/figures/<name> (PNG, written atomically) and return
-    the path relative to results/<profile>/, ready for `judge(..., figures=[...])` and the claims report.
+    its path relative to results/ ('<profile>/figures/<name>'), the form `judge(..., figures=[...])`
+    records and the claims report resolves.
 
     `name` is a plain file name ending in .png (e.g. '04_c9_lowrank.png'); `profile` defaults to the
     active one (SLIMLAB_PROFILE)."""
@@ -63,4 +64,4 @@ def save_figure(fig, name: str, profile: str | None = None, dpi: int = 80) -> st
         raise ValueError(f"profile must be a profile name such as 'quick' or 'full', got {prof!r}")
     with atomic_path(ROOT / "results" / prof / "figures" / name, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
-    return f"figures/{name}"
+    return f"{prof}/figures/{name}"

@@ -13,8 +13,8 @@ def test_save_figure_writes_a_png_under_the_profile_and_returns_the_report_path(
     ax.plot([0, 1], [1, 0])
     rel = nb.save_figure(fig, "04_test.png", profile="quick")
     plt.close(fig)
-    assert rel == "figures/04_test.png"
-    out = tmp_path / "results" / "quick" / rel
+    assert rel == "quick/figures/04_test.png"           # relative to results/, as the report resolves it
+    out = tmp_path / "results" / rel
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [p.name for p in out.parent.iterdir()] == ["04_test.png"]     # no temporary file left
 
