@@ -826,24 +826,32 @@ def method_dominated(single: list, combined: list) -> bool:
     return all(any(q["bytes"] <= p["bytes"] and q["acc"] >= p["acc"] for q in c) for p in s)
 
 
+C13_USEFUL_PT = 3.0   # a frontier point counts for C13 only within this many points of the reference
+
 C13_TEXT = ("on (bytes on disk, test accuracy): a method is dominated when each of its points is matched or "
             "beaten (no more bytes, no less accuracy) by some combined pipeline's point. Supported if the "
             "combined points dominate every single method; qualified if they dominate some methods, or "
-            "add a point to the overall Pareto frontier; refuted otherwise")
+            "add a point to the Pareto frontier of the points within 3 pt of the reference's test accuracy "
+            "(the smallest file is always on the whole frontier however poor its accuracy, so a point counts "
+            "only within 3 pt); refuted otherwise")
 
 
 @rule("C13", C13_TEXT, name="capstone")
 def c13_rule(m: dict) -> str:
-    """metrics: singles {method: [[bytes, acc], ...]}, combined [[bytes, acc], ...]."""
+    """metrics: singles {method: [[bytes, acc], ...]}, combined [[bytes, acc], ...], ref_test_acc (%)."""
     singles, combined = m["singles"], _pairs(m["combined"], "combined")
     if not isinstance(singles, dict) or not singles or not combined:
         raise ValueError("C13 needs at least one single method and one combined point")
+    ref = m.get("ref_test_acc")
+    if isinstance(ref, bool) or not isinstance(ref, (int, float)):
+        raise ValueError(f"C13 needs ref_test_acc, the reference's test accuracy in %, got {ref!r}")
     dom = [method_dominated(v, m["combined"]) for v in singles.values()]
     if all(dom):
         return "supported"
     pts = [dict(p, kind="combined") for p in combined] + \
           [dict(p, kind="single") for v in singles.values() for p in _pairs(v, "single")]
-    on_front = any(p["kind"] == "combined" for p in pareto_front(pts))
+    useful = [p for p in pts if p["acc"] >= ref - C13_USEFUL_PT]
+    on_front = bool(useful) and any(p["kind"] == "combined" for p in pareto_front(useful))
     return "qualified" if any(dom) or on_front else "refuted"
 
 

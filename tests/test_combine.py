@@ -243,12 +243,24 @@ def _v(claim, m):
 
 def test_c13_rule_reaches_every_verdict():
     singles = {"prune": [[300, 88.0]], "share": [[150, 87.0]]}
-    assert _v("C13", {"singles": singles, "combined": [[100, 88.0]]}) == "supported"
-    assert _v("C13", {"singles": singles, "combined": [[140, 87.5]]}) == "qualified"      # beats share only
-    assert _v("C13", {"singles": singles, "combined": [[50, 60.0]]}) == "qualified"       # new frontier point
-    assert _v("C13", {"singles": singles, "combined": [[400, 80.0]]}) == "refuted"
+    j = lambda combined, ref=88.5: _v("C13", {"singles": singles, "combined": combined, "ref_test_acc": ref})
+    assert j([[100, 88.0]]) == "supported"
+    assert j([[140, 87.5]]) == "qualified"      # beats share only
+    assert j([[50, 86.0]]) == "qualified"       # a new frontier point within 3 pt of the reference
+    assert j([[400, 80.0]]) == "refuted"
     with pytest.raises(ValueError, match="at least one single method"):
-        _v("C13", {"singles": {}, "combined": [[1, 1]]})
+        _v("C13", {"singles": {}, "combined": [[1, 1]], "ref_test_acc": 88.5})
+    with pytest.raises(ValueError, match="ref_test_acc"):
+        _v("C13", {"singles": singles, "combined": [[100, 88.0]]})
+
+
+def test_c13_rule_ignores_a_tiny_useless_point():
+    """The smallest file is always on the whole frontier, even at chance accuracy: it must not qualify C13."""
+    singles = {"prune": [[300, 88.0]], "share": [[150, 87.0]]}
+    m = {"singles": singles, "combined": [[50, 60.0]], "ref_test_acc": 88.5}
+    assert C.pareto_front([{"bytes": 50, "acc": 60.0}, {"bytes": 150, "acc": 87.0}])[0]["bytes"] == 50
+    assert _v("C13", m) == "refuted"
+    assert _v("C13", {**m, "ref_test_acc": 62.0}) == "qualified"   # within 3 pt of a weak reference it counts
 
 
 def test_c14_capstone_rule_reaches_every_verdict():
