@@ -771,11 +771,19 @@ def c8_rule(m: dict) -> str:
     return "qualified"
 
 
-@rule("C14", "pruning part: files OK if the smallest pruned file is <= half the dense fp32 file and fits "
-             "the 1 MB flash; latency OK if the physically slimmed model is >= 1.1x faster on the CPU at "
-             "<= 1 pt accuracy loss; supported if both, qualified if one, refuted if neither",
+@rule("C14", "pruning part: files OK if the smallest pruned file whose model loses <= 1 pt of test accuracy "
+             "is <= half the dense fp32 file and fits the 1 MB flash (a file of a model at chance does not "
+             "count); latency OK if the physically slimmed model is >= 1.1x faster on the CPU at <= 1 pt "
+             "accuracy loss; supported if both, qualified if one, refuted if neither",
       name="pruning")
 def c14_pruning_rule(m: dict) -> str:
-    files_ok = m["smallest_pruned_bytes"] * 2 <= m["dense_bytes"] and m["smallest_pruned_bytes"] <= m["flash_bytes"]
+    """metrics: pruned_files [[bytes, loss_pt], ...] (one per pruned file), dense_bytes, flash_bytes,
+    slim_speedup, slim_acc_loss_pt."""
+    files = m["pruned_files"]
+    if not isinstance(files, (list, tuple)) or not all(isinstance(f, (list, tuple)) and len(f) == 2 for f in files):
+        raise ValueError(f"pruned_files must be a list of [bytes, loss_pt] pairs, got {files!r}")
+    usable = [b for b, loss in files if loss <= 1.0]
+    small = min(usable) if usable else None
+    files_ok = small is not None and small * 2 <= m["dense_bytes"] and small <= m["flash_bytes"]
     latency_ok = m["slim_speedup"] >= 1.1 and m["slim_acc_loss_pt"] <= 1.0
     return "supported" if files_ok and latency_ok else "qualified" if files_ok or latency_ok else "refuted"

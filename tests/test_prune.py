@@ -420,14 +420,25 @@ def test_c8_rule(rare, loss, apoz_acc, random_acc, verdict):
     (800_000, 1.0, 0.5, "refuted"),
 ])
 def test_c14_pruning_rule(small, speed, loss, verdict):
-    m = {"smallest_pruned_bytes": small, "dense_bytes": 1_100_000, "flash_bytes": 1_048_576,
+    m = {"pruned_files": [[small, 0.4], [small + 1, 0.2]], "dense_bytes": 1_100_000, "flash_bytes": 1_048_576,
          "slim_speedup": speed, "slim_acc_loss_pt": loss}
     assert P.c14_pruning_rule(m) == verdict
 
 
+def test_c14_pruning_rule_ignores_files_of_broken_models():
+    """A tiny file of a model at chance must not pass the file half (the flaw of the first full run)."""
+    m = {"pruned_files": [[70_000, 76.9], [900_000, 0.3]], "dense_bytes": 1_100_000, "flash_bytes": 1_048_576,
+         "slim_speedup": 1.0, "slim_acc_loss_pt": 0.5}
+    assert P.c14_pruning_rule(m) == "refuted"                       # 900,000 B is more than half the dense file
+    assert P.c14_pruning_rule({**m, "pruned_files": [[70_000, 0.9]]}) == "qualified"
+    assert P.c14_pruning_rule({**m, "pruned_files": []}) == "refuted"
+    with pytest.raises(ValueError, match="pruned_files"):
+        P.c14_pruning_rule({**m, "pruned_files": [70_000]})
+
+
 def test_rules_are_registered_with_the_ledger():
     from slimlab.ledger import judge
-    r = judge("C14", {"smallest_pruned_bytes": 1, "dense_bytes": 10, "flash_bytes": 100, "slim_speedup": 2.0,
+    r = judge("C14", {"pruned_files": [[1, 0.0]], "dense_bytes": 10, "flash_bytes": 100, "slim_speedup": 2.0,
                       "slim_acc_loss_pt": 0.0}, name="pruning")
     assert r.verdict == "supported" and "pruning part" in r.rule
 
