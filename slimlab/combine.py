@@ -831,9 +831,9 @@ C13_USEFUL_PT = 3.0   # a frontier point counts for C13 only within this many po
 C13_TEXT = ("on (bytes on disk, test accuracy): a method is dominated when each of its points is matched or "
             "beaten (no more bytes, no less accuracy) by some combined pipeline's point. Supported if the "
             "combined points dominate every single method; qualified if they dominate some methods, or "
-            "add a point to the Pareto frontier of the points within 3 pt of the reference's test accuracy "
-            "(the smallest file is always on the whole frontier however poor its accuracy, so a point counts "
-            "only within 3 pt); refuted otherwise")
+            f"add a point to the Pareto frontier of the points within {C13_USEFUL_PT:g} pt of the reference's test "
+            "accuracy (the smallest file is always on the whole frontier however poor its accuracy, so a point "
+            f"counts only within {C13_USEFUL_PT:g} pt); refuted otherwise")
 
 
 @rule("C13", C13_TEXT, name="capstone")
