@@ -376,8 +376,11 @@ def load_cifar10(source: str | os.PathLike | None = None, *, download: bool = Fa
 # ---------------------------------------------------------------------------------------------
 # batches: conversion and augmentation on whole tensors
 
-def augment(x: torch.Tensor, generator: torch.Generator | None = None, pad: int = 4) -> torch.Tensor:
-    """Random crop with zero padding `pad` and random horizontal flip of a uint8 batch (B, 3, H, W)."""
+def augment(x: torch.Tensor, generator: torch.Generator | None = None, pad: int = 4,
+            cutout: int = 0) -> torch.Tensor:
+    """Random crop with zero padding `pad`, random horizontal flip and, with `cutout` > 0, one
+    `cutout`×`cutout` square per image (centre anywhere, clipped at the border) set to the
+    dataset's mean colour (DeVries & Taylor 2017) — of a uint8 batch (B, 3, H, W)."""
     if x.dim() != 4:
         raise ValueError(f"augment expects a batch (B, C, H, W), got shape {tuple(x.shape)}")
     b, c, h, w = x.shape
@@ -392,7 +395,21 @@ def augment(x: torch.Tensor, generator: torch.Generator | None = None, pad: int 
     cols = (ox[:, None] + torch.arange(w))[:, None, None, :]  # (B, 1, 1, W)
     bi = torch.arange(b)[:, None, None, None]
     ci = torch.arange(c)[None, :, None, None]
-    return xp[bi, ci, rows, cols]
+    x = xp[bi, ci, rows, cols]
+    return _cutout(x, cutout, generator) if cutout > 0 else x
+
+
+def _cutout(x: torch.Tensor, size: int, generator: torch.Generator | None) -> torch.Tensor:
+    from .models import CIFAR_MEAN
+    b, c, h, w = x.shape
+    cy = torch.randint(0, h, (b,), generator=generator)[:, None]
+    cx = torch.randint(0, w, (b,), generator=generator)[:, None]
+    r, q = torch.arange(h)[None, :], torch.arange(w)[None, :]
+    inside_r = (r >= cy - size // 2) & (r < cy - size // 2 + size)   # (B, H)
+    inside_c = (q >= cx - size // 2) & (q < cx - size // 2 + size)   # (B, W)
+    hole = (inside_r[:, :, None] & inside_c[:, None, :])[:, None]     # (B, 1, H, W)
+    fill = torch.tensor([round(255 * m) for m in CIFAR_MEAN[:c]] + [128] * max(0, c - 3), dtype=x.dtype)
+    return torch.where(hole, fill.view(1, c, 1, 1), x)
 
 
 def to_float(x: torch.Tensor) -> torch.Tensor:
@@ -402,7 +419,7 @@ def to_float(x: torch.Tensor) -> torch.Tensor:
 
 def batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, *, shuffle: bool = False,
             augment_data: bool = False, generator: torch.Generator | None = None,
-            drop_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+            drop_last: bool = False, cutout: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield (float images in [0, 1], labels) batches; augmentation works on whole batches."""
     if len(x) != len(y):
         raise ValueError(f"x and y differ in length: {len(x)} vs {len(y)}")
@@ -415,5 +432,5 @@ def batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, *, shuffle: bool 
         idx = order[i:i + batch_size]
         xb = x[idx]
         if augment_data:
-            xb = augment(xb, generator)
+            xb = augment(xb, generator, cutout=cutout)
         yield to_float(xb), y[idx]

@@ -14,6 +14,7 @@ with the same path resumes where it stopped.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
@@ -31,6 +32,7 @@ from .data import batches, to_float
 from .files import atomic_torch_save
 
 SCHEDULES = ("onecycle", "cosine", "constant")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def seed_everything(seed: int) -> None:
@@ -67,6 +69,8 @@ class TrainConfig:
     schedule: str = "onecycle"
     warmup: float = 0.15      # fraction of steps spent rising (one-cycle) or warming up (cosine)
     augment: bool = True
+    cutout: int = 0           # side (px) of a square blanked at a random place in every training image; 0 = off
+    precision: str = "auto"   # "auto": bf16 autocast where the device computes bf16 natively, else fp32
     seed: int = 0
 
     def validate(self) -> None:
@@ -86,6 +90,31 @@ class TrainConfig:
             raise ValueError(f"warmup must be in [0, 1), got {self.warmup}")
         if self.weight_decay < 0 or not 0 <= self.momentum < 1:
             raise ValueError("weight_decay must be >= 0 and momentum in [0, 1)")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if isinstance(self.cutout, bool) or not isinstance(self.cutout, int) or not 0 <= self.cutout <= 32:
+            raise ValueError(f"cutout must be an int in [0, 32] (pixels), got {self.cutout!r}")
+
+
+def resolve_precision(precision: str, device: torch.device | str) -> str:
+    """The precision `fit` really uses: 'fp32' or 'bf16' (autocast; master weights stay fp32).
+
+    'auto' picks bf16 on a CPU that computes it natively (AVX512-BF16 or AMX, asked of torch) and
+    on a CUDA GPU that supports it, fp32 elsewhere (AVX2-only CPUs emulate bf16 and get slower;
+    Apple MPS). 'bf16' is honoured where it is native and refused elsewhere.
+    """
+    from .machine import cpu_bf16_native
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    dev = torch.device(device)
+    native = (cpu_bf16_native() if dev.type == "cpu"
+              else dev.type == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    if precision == "fp32":
+        return "fp32"
+    if precision == "bf16" and not native:
+        raise ValueError(f"precision 'bf16' needs native bf16 on {dev.type} (AVX512-BF16/AMX or a bf16 GPU); "
+                         "use 'auto' or 'fp32' here")
+    return "bf16" if native else "fp32"
 
 
 @dataclass
@@ -99,9 +128,20 @@ class History:
     val_loss: list[float] = field(default_factory=list)
     val_acc: list[float] = field(default_factory=list)     # % (nan when no validation set)
     seconds: list[float] = field(default_factory=list)     # wall time since the start
+    precision: str = ""                                     # the precision really used ('fp32' / 'bf16')
+    machines: list[str] = field(default_factory=list)       # machine.describe() of every machine it ran on
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def _same_config(stored: dict, cfg: TrainConfig) -> bool:
+    """A stored config matches `cfg` when every stored field is equal and every field added to
+    TrainConfig since it was written still has its default (so resuming survives new options)."""
+    now, defaults = asdict(cfg), asdict(TrainConfig())
+    if any(k not in now or now[k] != v for k, v in stored.items()):
+        return False
+    return all(now[k] == defaults[k] for k in now.keys() - stored.keys())
 
 
 def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
@@ -179,6 +219,9 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig 
     if dev.type == "cpu":
         model.to(memory_format=torch.channels_last)
 
+    precision = resolve_precision(cfg.precision, dev)
+    autocast = (torch.autocast(dev.type, dtype=torch.bfloat16) if precision == "bf16"
+                else contextlib.nullcontext())
     steps_per_epoch = max(1, len(y) // cfg.batch_size)
     total = cfg.steps if cfg.steps is not None else max(1, round(cfg.epochs * steps_per_epoch))
     n_epochs = math.ceil(total / steps_per_epoch)
@@ -188,14 +231,21 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig 
     ckpt = Path(checkpoint) if checkpoint is not None else None
     if ckpt is not None and ckpt.is_file():
         state = torch.load(ckpt, map_location=dev, weights_only=True)
-        if state["config"] != asdict(cfg):
+        if not _same_config(state["config"], cfg):
             raise ValueError(f"checkpoint {ckpt} was written with another TrainConfig; "
                              "delete it or use the same config to resume")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         hist = History(**state["history"])
+        if hist.precision and hist.precision != precision:
+            raise ValueError(f"checkpoint {ckpt} was trained in {hist.precision}, this machine resolves "
+                             f"precision {cfg.precision!r} to {precision}; resume where the precision matches")
         step, start_epoch, elapsed = state["step"], state["epoch"], state["seconds"]
 
+    from .machine import describe
+    hist.precision = precision
+    if not hist.machines or hist.machines[-1] != describe():
+        hist.machines.append(describe())
     t0 = time.perf_counter() - elapsed
     bar = tqdm(total=total, initial=step, desc=desc, disable=not progress, unit="step", mininterval=1.0)
     model.train()
@@ -205,7 +255,7 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig 
         correct = torch.zeros((), dtype=torch.int64)
         seen = 0
         for xb, yb in batches(x, y, cfg.batch_size, shuffle=True, augment_data=cfg.augment,
-                              generator=g, drop_last=len(y) >= cfg.batch_size):
+                              cutout=cfg.cutout, generator=g, drop_last=len(y) >= cfg.batch_size):
             if step >= total:
                 break
             lr = lr_at(step, total, cfg)
@@ -214,10 +264,11 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig 
             xb, yb = xb.to(dev, non_blocking=True), yb.to(dev, non_blocking=True)
             if dev.type == "cpu":
                 xb = xb.contiguous(memory_format=torch.channels_last)
-            logits = model(xb)
-            loss = F.cross_entropy(logits, yb, label_smoothing=cfg.label_smoothing)
-            if extra_loss is not None:
-                loss = loss + extra_loss(model, xb, yb, logits)
+            with autocast:
+                logits = model(xb)
+                loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.label_smoothing)
+                if extra_loss is not None:
+                    loss = loss + extra_loss(model, xb, yb, logits.float())
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
