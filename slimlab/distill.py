@@ -36,7 +36,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .data import subset
-from .ledger import rule
 from .measure import count_params
 from .models import build
 from .parts import PartStore, load_state, model_sha, part_key, save_state
@@ -539,55 +538,3 @@ def c12_baselines(teacher: nn.Module, params: int, nbytes: int, workdir: str | o
         path = Path(workdir) / f"c12-{method}-{matched}{FILE_SUFFIX[method]}"
         out.append(c12_baseline(teacher, name, method, matched, params, nbytes, path, **kw))
     return out
-
-
-# ---------------------------------------------------------------------------------------------
-# the rules for C11 and C12
-
-MARGIN_PT = 0.5   # accuracy difference (percentage points) that counts as a real gain
-
-C11_TEXT = (f"gain = distilled student's mean test accuracy - scratch student's (same architecture and "
-            f"schedule), noise = the larger of their seed standard deviations: supported if gain >= "
-            f"{MARGIN_PT} pt and gain > 2 x noise; qualified if gain > 0 but smaller; refuted if gain <= 0")
-
-
-@rule("C11", C11_TEXT)
-def rule_c11(m: dict) -> str:
-    """metrics: kd_mean, scratch_mean (%), kd_std, scratch_std (pt)."""
-    gain = m["kd_mean"] - m["scratch_mean"]
-    noise = max(m.get("kd_std", 0.0), m.get("scratch_std", 0.0))
-    if gain >= MARGIN_PT and gain > 2 * noise:
-        return "supported"
-    return "qualified" if gain > 0 else "refuted"
-
-
-C12_TEXT = (f"compare the distilled student's test accuracy with the teacher compressed to no more than the "
-            f"student's size (nonzero parameters, and separately bytes of the method's own file on disk) by "
-            f"each other method: supported if it beats every compressed teacher by >= {MARGIN_PT} pt; refuted "
-            f"if it beats none of them by {MARGIN_PT} pt; qualified otherwise (better than some methods, not "
-            f"all). A baseline larger than the student is an error, not a comparison")
-
-
-@rule("C12", C12_TEXT)
-def rule_c12(m: dict) -> str:
-    """metrics: distilled_acc (%), baseline_acc {name: % of the compressed teacher}; when given,
-    baseline_size {name: size}, baseline_matched {name: 'params' | 'bytes'} and distilled_params /
-    distilled_bytes are checked: every baseline must be no larger than the student."""
-    base = m["baseline_acc"]
-    if not base:
-        raise ValueError("C12 needs at least one compressed-teacher baseline")
-    sizes, matched = m.get("baseline_size"), m.get("baseline_matched")
-    if sizes is not None:
-        if matched is None or set(sizes) != set(base) or set(matched) != set(base):
-            raise ValueError("baseline_size and baseline_matched must name the same baselines as baseline_acc")
-        for name, size in sizes.items():
-            if matched[name] not in ("params", "bytes"):
-                raise ValueError(f"baseline {name!r}: matched must be 'params' or 'bytes', got {matched[name]!r}")
-            budget = m[f"distilled_{matched[name]}"]
-            if size > budget:
-                raise ValueError(f"baseline {name!r} has {size} {matched[name]}, more than the student's {budget}: "
-                                 "not an equal-size comparison")
-    wins = sum(m["distilled_acc"] >= acc + MARGIN_PT for acc in base.values())
-    if wins == len(base):
-        return "supported"
-    return "refuted" if wins == 0 else "qualified"

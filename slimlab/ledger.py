@@ -64,8 +64,13 @@ def rule(claim: str, text: str, name: str = "default"):
     return register
 
 
+def _load_rules() -> None:
+    from . import claims  # noqa: F401  (registers every rule of C1–C14)
+
+
 def rules() -> dict[tuple[str, str], Rule]:
     """Every registered rule, keyed by (claim, name)."""
+    _load_rules()
     return dict(_RULES)
 
 
@@ -88,6 +93,7 @@ def judge(claim: str, metrics: dict, name: str = "default", figures: list[str] |
     """Apply the registered rule for `claim` to `metrics` and return the Record."""
     if claim not in CLAIMS:
         raise ValueError(f"unknown claim {claim!r}; allowed: {', '.join(CLAIMS)}")
+    _load_rules()
     if (claim, name) not in _RULES:
         have = sorted(n for c, n in _RULES if c == claim)
         raise ValueError(f"no rule {name!r} registered for {claim}; registered: {have or 'none'}")

@@ -32,7 +32,6 @@ import torch.nn as nn
 import torch.nn.utils.parametrize as parametrize
 
 from .files import atomic_torch_save
-from .ledger import rule
 from .models import BasicBlock, build
 from .train import TrainConfig, evaluate, fit
 
@@ -723,67 +722,3 @@ def load_sparse(path: str | os.PathLike) -> nn.Module:
     model = build_from_arch(blob["arch"])
     model.load_state_dict(state)
     return model.eval()
-
-
-# ---------------------------------------------------------------------------------------------
-# verdict rules (written and unit-tested before the runs they judge)
-
-@rule("C6", "supported if, in >= 80% of layers, the normal or the 2-Gaussian mixture fits within a "
-            "Kolmogorov-Smirnov distance of 0.05 AND the mean lies within 0.2 std of zero, AND the median "
-            "layer has >= 20% of its weights below 10% of its largest |w|; refuted if either layer share "
-            "is below 50%; qualified otherwise")
-def c6_rule(m: dict) -> str:
-    fit_ok, centred, small = m["share_layers_fit"], m["share_layers_centred"], m["median_share_small"]
-    if fit_ok < 0.5 or centred < 0.5:
-        return "refuted"
-    if fit_ok >= 0.8 and centred >= 0.8 and small >= 0.2:
-        return "supported"
-    return "qualified"
-
-
-@rule("C7", "informative sparsities: >= 50% and one of the two one-shot models at least 5 pt above chance. "
-            "Supported if one-shot magnitude pruning beats random pruning (same per-layer counts) by >= 1 pt "
-            "at every informative sparsity and is not worse after fine-tuning; refuted if the mean one-shot "
-            "gap there is <= 0 pt; qualified otherwise (also when no sparsity is informative)")
-def c7_rule(m: dict) -> str:
-    chance = m.get("chance_acc", 10.0)
-    gaps = [mag - rnd for s, mag, rnd in zip(m["sparsities"], m["oneshot_magnitude_acc"], m["oneshot_random_acc"])
-            if s >= 0.5 and max(mag, rnd) >= chance + 5.0]
-    if not gaps:
-        return "qualified"
-    if sum(gaps) / len(gaps) <= 0:
-        return "refuted"
-    if min(gaps) >= 1.0 and min(m["finetuned_gaps_pt"]) >= 0:
-        return "supported"
-    return "qualified"
-
-
-@rule("C8", "supported if >= 10% of inner channels have APoZ >= 0.9 on training images AND removing "
-            "the judged fraction of channels by APoZ costs <= 1 pt after fine-tuning, no worse than "
-            "random channels by more than 0.5 pt; refuted if < 2% of channels are that rarely active "
-            "AND the APoZ-pruned model loses > 2 pt; qualified otherwise")
-def c8_rule(m: dict) -> str:
-    rare, loss = m["share_rare_channels"], m["apoz_loss_pt"]
-    if rare < 0.02 and loss > 2.0:
-        return "refuted"
-    if rare >= 0.10 and loss <= 1.0 and m["apoz_acc"] >= m["random_acc"] - 0.5:
-        return "supported"
-    return "qualified"
-
-
-@rule("C14", "pruning part: files OK if the smallest pruned file whose model loses <= 1 pt of test accuracy "
-             "is <= half the dense fp32 file and fits the 1 MB flash (a file of a model at chance does not "
-             "count); latency OK if the physically slimmed model is >= 1.1x faster on the CPU at <= 1 pt "
-             "accuracy loss; supported if both, qualified if one, refuted if neither",
-      name="pruning")
-def c14_pruning_rule(m: dict) -> str:
-    """metrics: pruned_files [[bytes, loss_pt], ...] (one per pruned file), dense_bytes, flash_bytes,
-    slim_speedup, slim_acc_loss_pt."""
-    files = m["pruned_files"]
-    if not isinstance(files, (list, tuple)) or not all(isinstance(f, (list, tuple)) and len(f) == 2 for f in files):
-        raise ValueError(f"pruned_files must be a list of [bytes, loss_pt] pairs, got {files!r}")
-    usable = [b for b, loss in files if loss <= 1.0]
-    small = min(usable) if usable else None
-    files_ok = small is not None and small * 2 <= m["dense_bytes"] and small <= m["flash_bytes"]
-    latency_ok = m["slim_speedup"] >= 1.1 and m["slim_acc_loss_pt"] <= 1.0
-    return "supported" if files_ok and latency_ok else "qualified" if files_ok or latency_ok else "refuted"

@@ -34,7 +34,6 @@ import torch.nn as nn
 import torch.nn.utils.parametrize as parametrize
 
 from .files import atomic_path, read_container, write_container
-from .ledger import rule
 from .measure import Latency, time_fn
 
 GRANULARITIES = ("per_tensor", "per_channel")
@@ -898,61 +897,3 @@ class LowPrecisionStorage:
         """{'below_half': fraction of updates < half a step, 'erased': fraction rounded away, 'updates': count}."""
         n = max(1, self.updates)
         return {"below_half": self.below_half / n, "erased": self.erased / n, "updates": self.updates}
-
-
-# --------------------------------------------------------------------------- rules (claims C4, C5, C14)
-
-C4_TEXT = ("supported if the int8 file (scales, zero-points, biases and header counted; same container "
-           "as the fp32 file) is 72–78% smaller than the fp32 file, i.e. about 75%; qualified if it is "
-           "at least 60% smaller (a large cut but the overheads matter); refuted otherwise")
-
-
-@rule("C4", C4_TEXT)
-def c4_rule(metrics: dict) -> str:
-    """Verdict for C4 from {'fp32_bytes', 'int8_bytes'}."""
-    fp32, int8 = float(metrics["fp32_bytes"]), float(metrics["int8_bytes"])
-    if fp32 <= 0 or int8 <= 0:
-        raise ValueError("fp32_bytes and int8_bytes must be > 0")
-    saving = 1 - int8 / fp32
-    if 0.72 <= saving <= 0.78:
-        return "supported"
-    return "qualified" if saving >= 0.60 else "refuted"
-
-
-C5_TEXT = ("training side: weight storage at b bits (round-to-nearest after every update) 'hurts' if it "
-           "loses >= 2 pt against fp32 training AND more than quantizing the fp32-trained model to b bits "
-           "costs + 1 pt. Inference side: 8-bit PTQ of the fp32-trained model costs <= 1 pt. Supported if "
-           "inference tolerates 8 bits and training hurts at both 8 and 4 bits; qualified if inference "
-           "tolerates 8 bits and training hurts at 4 bits only (or 8 only); refuted otherwise")
-
-
-@rule("C5", C5_TEXT)
-def c5_rule(metrics: dict) -> str:
-    """Verdict for C5 from {'fp32_train_acc', 'lowprec8_acc', 'lowprec4_acc', 'ptq8_acc', 'ptq4_acc'} (%)."""
-    fp = float(metrics["fp32_train_acc"])
-    ptq_drop = {b: fp - float(metrics[f"ptq{b}_acc"]) for b in (8, 4)}
-    hurts = {b: (fp - float(metrics[f"lowprec{b}_acc"]) >= 2.0 and
-                 fp - float(metrics[f"lowprec{b}_acc"]) > ptq_drop[b] + 1.0) for b in (8, 4)}
-    if ptq_drop[8] > 1.0:
-        return "refuted"
-    if hurts[8] and hurts[4]:
-        return "supported"
-    return "qualified" if (hurts[4] or hurts[8]) else "refuted"
-
-
-C14_TEXT = ("quantization part: supported if the int8 file fits the 1 MB flash of the edge budget, is >= 3x "
-            "smaller than the fp32 file, and the int8 runtime is >= 1.2x faster than fp32 in the same "
-            "runtime at batch 64; qualified if the file parts hold but the same-runtime speed-up is < 1.2x; "
-            "refuted if the file is not >= 3x smaller or does not fit")
-
-
-@rule("C14", C14_TEXT, name="quantization")
-def c14_quant_rule(metrics: dict) -> str:
-    """Verdict for C14 (quantization) from {'fp32_bytes', 'int8_bytes', 'flash_bytes',
-    'ort_fp32_ms_b64', 'ort_int8_ms_b64'}."""
-    fits = float(metrics["int8_bytes"]) <= float(metrics["flash_bytes"])
-    smaller = float(metrics["fp32_bytes"]) >= 3 * float(metrics["int8_bytes"])
-    if not (fits and smaller):
-        return "refuted"
-    faster = float(metrics["ort_fp32_ms_b64"]) >= 1.2 * float(metrics["ort_int8_ms_b64"])
-    return "supported" if faster else "qualified"

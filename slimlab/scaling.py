@@ -31,7 +31,6 @@ import torch
 
 from .files import atomic_json
 from .data import subset
-from .ledger import rule
 from .measure import count_macs, count_params, serialized_bytes
 from .models import DEPTHS, build
 from .train import TrainConfig, evaluate, fit, seed_everything
@@ -514,57 +513,3 @@ def random_label_accuracy(model: str, width: float, images: torch.Tensor, n: int
                       label_smoothing=0.0, augment=False, seed=seed)
     fit(net, x, y, cfg, progress=False)
     return evaluate(net, x, y)["acc"]
-
-
-# ---------------------------------------------------------------------------------------------
-# the C1–C3 rules (written and unit-tested before the runs whose numbers they judge)
-
-C1_TEXT = ("diminishing returns if the measured accuracy gained per doubling of parameters (along the widths "
-           "of each depth, averaged over depths) at the largest size is below 3/4 of a positive gain at the smallest size; information per parameter falls if the "
-           "capacity in bits/parameter of the largest probed model is below 3/4 of the smallest's (and "
-           "neither is only a bound in the wrong direction: the largest fitting every size probed, the "
-           "smallest fitting none). Supported: both; qualified: one; refuted: neither.")
-
-
-@rule("C1", C1_TEXT)
-def rule_c1(m: dict) -> str:
-    """C1 from gain_first/gain_last (points per doubling), bits_small/bits_large (bits per parameter)
-    and bits_small_censored/bits_large_censored (True where that capacity is only a bound)."""
-    diminishing = m["gain_first"] > 0 and m["gain_last"] < 0.75 * m["gain_first"]
-    censored = m.get("bits_large_censored", False) or m.get("bits_small_censored", False)
-    info_falls = not censored and m["bits_large"] < 0.75 * m["bits_small"]
-    return "supported" if diminishing and info_falls else "qualified" if diminishing or info_falls else "refuted"
-
-
-C2_TEXT = ("underfitting: at the largest data size the largest model beats the smallest by >= 1 point of test "
-           "accuracy. Overfitting: at the smallest data size the train-test gap of the largest model exceeds the "
-           "smallest model's by >= 5 points. Size must match data: the best model at the smallest data size is "
-           "smaller than the best at the largest data size. Supported: underfitting and a best size that grows "
-           "with data; qualified: underfitting and overfitting by the gap only (bigger never hurt test accuracy); "
-           "refuted: otherwise.")
-
-
-@rule("C2", C2_TEXT)
-def rule_c2(m: dict) -> str:
-    """C2 from acc_gain_at_large_data, gap_growth_at_small_data (points) and best_params_small/large_data."""
-    underfit = m["acc_gain_at_large_data"] >= 1.0
-    gap_grows = m["gap_growth_at_small_data"] >= 5.0
-    best_shifts = m["best_params_small_data"] < m["best_params_large_data"]
-    if underfit and best_shifts:
-        return "supported"
-    if underfit and gap_grows:
-        return "qualified"
-    return "refuted"
-
-
-C3_TEXT = ("from the measured size sweep: supported if 99% of the best accuracy needs at most half of the "
-           "largest model's parameters; qualified if only 95% of the best does; refuted if even 95% needs more "
-           "than half.")
-
-
-@rule("C3", C3_TEXT)
-def rule_c3(m: dict) -> str:
-    """C3 from frac_params_99 and frac_params_95 (parameters needed / parameters of the largest model)."""
-    if m["frac_params_99"] <= 0.5:
-        return "supported"
-    return "qualified" if m["frac_params_95"] <= 0.5 else "refuted"

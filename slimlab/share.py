@@ -34,7 +34,6 @@ import torch.nn.functional as F
 from torch.nn.utils import parametrize
 
 from .files import read_container, write_container
-from .ledger import rule
 from .models import build
 from .quantize import pack_bits, unpack_bits  # one bit packer for the course
 from .train import TrainConfig
@@ -714,51 +713,3 @@ def width_for_params(name: str, target: int) -> float:
         if gap < best_gap:
             best, best_gap = w, gap
     return best
-
-
-# ----------------------------------------------------------------------------------------------
-# verdict rules (unit-tested in tests/test_share.py on made-up metrics)
-# ----------------------------------------------------------------------------------------------
-
-@rule("C9", "supported if the low-rank model chosen on validation has >= 30% fewer parameters than the "
-            "reference and loses <= 1 pt of test accuracy; qualified if >= 10% fewer and <= 3 pt lost; "
-            "otherwise refuted")
-def c9_rule(m: dict) -> str:
-    """metrics: ref_acc, acc (test %, after fine-tuning), param_saving (fraction of parameters removed)."""
-    drop, saving = m["ref_acc"] - m["acc"], m["param_saving"]
-    if saving >= 0.30 and drop <= 1.0:
-        return "supported"
-    if saving >= 0.10 and drop <= 3.0:
-        return "qualified"
-    return "refuted"
-
-
-@rule("C10", "supported if the k-means-shared model chosen on validation is stored in <= 25% of the fp32 "
-             "file bytes (codebooks and packed indices counted) and loses <= 1 pt of test accuracy; "
-             "qualified if its file is smaller than fp32 and it loses <= 3 pt; otherwise refuted",
-      name="kmeans")
-def c10_kmeans_rule(m: dict) -> str:
-    """metrics: ref_acc, acc (test %, fine-tuned codebooks), bytes_ratio (shared file / fp32 file)."""
-    drop, ratio = m["ref_acc"] - m["acc"], m["bytes_ratio"]
-    if ratio <= 0.25 and drop <= 1.0:
-        return "supported"
-    if ratio < 1.0 and drop <= 3.0:
-        return "qualified"
-    return "refuted"
-
-
-@rule("C10", "supported if, at every compression factor, the HashedNet's test accuracy is at least that of "
-             "a plain narrower net with the same number of real parameters (within 0.5 pt); qualified if "
-             "that holds at some factors only; refuted if the plain net wins by > 0.5 pt at every factor",
-      name="hashing")
-def c10_hashing_rule(m: dict) -> str:
-    """metrics: margins (list of hashed − equal-size plain test accuracy, pt, one per compression factor)."""
-    margins = list(m["margins"])
-    if not margins:
-        raise ValueError("hashing rule needs at least one margin")
-    ok = [d >= -0.5 for d in margins]
-    if all(ok):
-        return "supported"
-    if any(ok):
-        return "qualified"
-    return "refuted"

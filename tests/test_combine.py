@@ -5,6 +5,8 @@ import types
 
 import numpy as np
 import pytest
+
+from slimlab import claims
 import torch
 import torch.nn as nn
 
@@ -281,7 +283,7 @@ def test_c3_capstone_rule_reaches_every_verdict():
     assert _v("C3", {"ref_params": ref, "models": [{"nonzero": 900, "loss_pt": 0.1},
                                                   {"nonzero": 100, "loss_pt": 9.0}]}) == "refuted"
     with pytest.raises(ValueError, match="ref_params must be a positive int"):
-        C.best_cut([], 0, 1.0)
+        claims.best_cut([], 0, 1.0)
 
 
 def test_c12_capstone_rule_reaches_every_verdict():

@@ -3,6 +3,8 @@ import math
 from types import SimpleNamespace
 
 import pytest
+
+from slimlab import claims
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -436,7 +438,7 @@ def test_compress_to_size_rejects_bad_input(tmp_path):
     (dict(kd_mean=79.0, scratch_mean=79.0), "refuted"),
 ])
 def test_rule_c11(m, verdict):
-    assert D.rule_c11(m) == verdict
+    assert claims.rule_c11(m) == verdict
     assert judge("C11", m, profile="full").verdict == verdict
 
 
@@ -447,13 +449,13 @@ def test_rule_c11(m, verdict):
 ])
 def test_rule_c12(base, verdict):
     m = {"distilled_acc": 80.0, "baseline_acc": base}
-    assert D.rule_c12(m) == verdict
+    assert claims.rule_c12(m) == verdict
     assert judge("C12", m, profile="quick").label == "quick — not evidence"
     with pytest.raises(ValueError, match="at least one compressed-teacher baseline"):
-        D.rule_c12({"distilled_acc": 80.0, "baseline_acc": {}})
+        claims.rule_c12({"distilled_acc": 80.0, "baseline_acc": {}})
     sized = {**m, "distilled_params": 100, "distilled_bytes": 400, "baseline_size": {k: 90 for k in base},
              "baseline_matched": {k: "params" for k in base}}
-    assert D.rule_c12(sized) == verdict                          # every baseline within the student's size
+    assert claims.rule_c12(sized) == verdict                          # every baseline within the student's size
 
 
 def test_rule_c12_refuses_baselines_larger_than_the_student():
@@ -462,8 +464,8 @@ def test_rule_c12_refuses_baselines_larger_than_the_student():
          "baseline_size": {"pruned @ params": 100, "8-bit @ bytes": 401},
          "baseline_matched": {"pruned @ params": "params", "8-bit @ bytes": "bytes"}}
     with pytest.raises(ValueError, match="'8-bit @ bytes' has 401 bytes, more than the student's 400"):
-        D.rule_c12(m)
+        claims.rule_c12(m)
     m["baseline_size"]["8-bit @ bytes"] = 400
-    assert D.rule_c12(m) == "supported"
+    assert claims.rule_c12(m) == "supported"
     with pytest.raises(ValueError, match="must name the same baselines"):
-        D.rule_c12({**m, "baseline_matched": {"pruned @ params": "params"}})
+        claims.rule_c12({**m, "baseline_matched": {"pruned @ params": "params"}})

@@ -4,6 +4,8 @@ import math
 
 import numpy as np
 import pytest
+
+from slimlab import claims
 import torch
 import torch.nn as nn
 
@@ -384,7 +386,7 @@ def test_quantize_int8_by_hand():
     ({"share_layers_fit": 0.9, "share_layers_centred": 0.3, "median_share_small": 0.3}, "refuted"),
 ])
 def test_c6_rule(metrics, verdict):
-    assert P.c6_rule(metrics) == verdict
+    assert claims.c6_rule(metrics) == verdict
 
 
 @pytest.mark.parametrize("mag,rnd,ft,verdict", [
@@ -397,7 +399,7 @@ def test_c6_rule(metrics, verdict):
 def test_c7_rule(mag, rnd, ft, verdict):
     m = {"sparsities": [0.3, 0.5, 0.9], "oneshot_magnitude_acc": mag, "oneshot_random_acc": rnd,
          "finetuned_gaps_pt": ft, "chance_acc": 10.0}
-    assert P.c7_rule(m) == verdict
+    assert claims.c7_rule(m) == verdict
 
 
 @pytest.mark.parametrize("rare,loss,apoz_acc,random_acc,verdict", [
@@ -409,7 +411,7 @@ def test_c7_rule(mag, rnd, ft, verdict):
 ])
 def test_c8_rule(rare, loss, apoz_acc, random_acc, verdict):
     m = {"share_rare_channels": rare, "apoz_loss_pt": loss, "apoz_acc": apoz_acc, "random_acc": random_acc}
-    assert P.c8_rule(m) == verdict
+    assert claims.c8_rule(m) == verdict
 
 
 @pytest.mark.parametrize("small,speed,loss,verdict", [
@@ -422,18 +424,18 @@ def test_c8_rule(rare, loss, apoz_acc, random_acc, verdict):
 def test_c14_pruning_rule(small, speed, loss, verdict):
     m = {"pruned_files": [[small, 0.4], [small + 1, 0.2]], "dense_bytes": 1_100_000, "flash_bytes": 1_048_576,
          "slim_speedup": speed, "slim_acc_loss_pt": loss}
-    assert P.c14_pruning_rule(m) == verdict
+    assert claims.c14_pruning_rule(m) == verdict
 
 
 def test_c14_pruning_rule_ignores_files_of_broken_models():
     """A tiny file of a model at chance must not pass the file half (the flaw of the first full run)."""
     m = {"pruned_files": [[70_000, 76.9], [900_000, 0.3]], "dense_bytes": 1_100_000, "flash_bytes": 1_048_576,
          "slim_speedup": 1.0, "slim_acc_loss_pt": 0.5}
-    assert P.c14_pruning_rule(m) == "refuted"                       # 900,000 B is more than half the dense file
-    assert P.c14_pruning_rule({**m, "pruned_files": [[70_000, 0.9]]}) == "qualified"
-    assert P.c14_pruning_rule({**m, "pruned_files": []}) == "refuted"
+    assert claims.c14_pruning_rule(m) == "refuted"                       # 900,000 B is more than half the dense file
+    assert claims.c14_pruning_rule({**m, "pruned_files": [[70_000, 0.9]]}) == "qualified"
+    assert claims.c14_pruning_rule({**m, "pruned_files": []}) == "refuted"
     with pytest.raises(ValueError, match="pruned_files"):
-        P.c14_pruning_rule({**m, "pruned_files": [70_000]})
+        claims.c14_pruning_rule({**m, "pruned_files": [70_000]})
 
 
 def test_rules_are_registered_with_the_ledger():

@@ -2,6 +2,8 @@
 import math
 
 import pytest
+
+from slimlab import claims
 import torch
 import torch.nn as nn
 import torch.nn.utils.parametrize as parametrize
@@ -387,11 +389,11 @@ def test_bad_model_and_config(tiny, tmp_path):
 # --------------------------------------------------------------------------- rules on made-up metrics
 
 def test_c4_rule_reaches_every_verdict():
-    assert Q.c4_rule({"fp32_bytes": 1000, "int8_bytes": 260}) == "supported"
-    assert Q.c4_rule({"fp32_bytes": 1000, "int8_bytes": 350}) == "qualified"
-    assert Q.c4_rule({"fp32_bytes": 1000, "int8_bytes": 500}) == "refuted"
+    assert claims.c4_rule({"fp32_bytes": 1000, "int8_bytes": 260}) == "supported"
+    assert claims.c4_rule({"fp32_bytes": 1000, "int8_bytes": 350}) == "qualified"
+    assert claims.c4_rule({"fp32_bytes": 1000, "int8_bytes": 500}) == "refuted"
     with pytest.raises(ValueError, match="must be > 0"):
-        Q.c4_rule({"fp32_bytes": 0, "int8_bytes": 1})
+        claims.c4_rule({"fp32_bytes": 0, "int8_bytes": 1})
 
 
 def _c5(fp=80.0, lp8=70.0, lp4=50.0, p8=79.5, p4=75.0):
@@ -399,20 +401,20 @@ def _c5(fp=80.0, lp8=70.0, lp4=50.0, p8=79.5, p4=75.0):
 
 
 def test_c5_rule_reaches_every_verdict():
-    assert Q.c5_rule(_c5()) == "supported"
-    assert Q.c5_rule(_c5(lp8=79.8)) == "qualified"          # 8-bit storage trains fine, 4-bit does not
-    assert Q.c5_rule(_c5(lp8=79.8, lp4=79.0)) == "refuted"  # low-precision training does not hurt
-    assert Q.c5_rule(_c5(p8=70.0)) == "refuted"             # inference does not tolerate 8 bits
-    assert Q.c5_rule(_c5(lp4=74.5, lp8=79.8)) == "refuted"  # 4-bit training no worse than 4-bit PTQ (+1)
+    assert claims.c5_rule(_c5()) == "supported"
+    assert claims.c5_rule(_c5(lp8=79.8)) == "qualified"          # 8-bit storage trains fine, 4-bit does not
+    assert claims.c5_rule(_c5(lp8=79.8, lp4=79.0)) == "refuted"  # low-precision training does not hurt
+    assert claims.c5_rule(_c5(p8=70.0)) == "refuted"             # inference does not tolerate 8 bits
+    assert claims.c5_rule(_c5(lp4=74.5, lp8=79.8)) == "refuted"  # 4-bit training no worse than 4-bit PTQ (+1)
 
 
 def test_c14_rule_reaches_every_verdict():
     base = {"fp32_bytes": 1_090_000, "int8_bytes": 290_000, "flash_bytes": 1_048_576,
             "ort_fp32_ms_b64": 43.5, "ort_int8_ms_b64": 30.7}
-    assert Q.c14_quant_rule(base) == "supported"
-    assert Q.c14_quant_rule({**base, "ort_int8_ms_b64": 40.0}) == "qualified"
-    assert Q.c14_quant_rule({**base, "int8_bytes": 1_100_000}) == "refuted"
-    assert Q.c14_quant_rule({**base, "int8_bytes": 500_000}) == "refuted"
+    assert claims.c14_quant_rule(base) == "supported"
+    assert claims.c14_quant_rule({**base, "ort_int8_ms_b64": 40.0}) == "qualified"
+    assert claims.c14_quant_rule({**base, "int8_bytes": 1_100_000}) == "refuted"
+    assert claims.c14_quant_rule({**base, "int8_bytes": 500_000}) == "refuted"
 
 
 def test_rules_registered():

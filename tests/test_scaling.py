@@ -8,6 +8,8 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+
+from slimlab import claims
 import torch
 
 from slimlab import ledger, scaling as S
@@ -357,7 +359,7 @@ def test_perceptron_accuracy_validates():
     (dict(gain_first=-0.4, gain_last=-0.4, bits_small=0.2, bits_large=0.8), "refuted"),  # nothing gained
 ])
 def test_rule_c1(m, verdict):
-    assert S.rule_c1(m) == verdict
+    assert claims.rule_c1(m) == verdict
     assert ledger.judge("C1", m).verdict == verdict
 
 
@@ -372,7 +374,7 @@ def test_rule_c1(m, verdict):
           best_params_large_data=1e5), "refuted"),
 ])
 def test_rule_c2(m, verdict):
-    assert S.rule_c2(m) == verdict
+    assert claims.rule_c2(m) == verdict
     assert ledger.judge("C2", m).verdict == verdict
 
 
@@ -382,5 +384,5 @@ def test_rule_c2(m, verdict):
     (dict(frac_params_99=0.9, frac_params_95=0.7), "refuted"),
 ])
 def test_rule_c3(m, verdict):
-    assert S.rule_c3(m) == verdict
+    assert claims.rule_c3(m) == verdict
     assert ledger.judge("C3", m).verdict == verdict
