@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import heapq
 import json
 import math
 import os
@@ -44,6 +43,7 @@ from torch.nn.utils import parametrize
 from .data import ROOT
 from .files import atomic_json, read_container, write_container
 from .measure import count_params
+from .packing import gaps_from_mask, huffman_code, huffman_decode, mask_from_gaps
 
 FLASH_BYTES = 1024 * 1024        # STM32F746 (MCUNet's device): 1 MB of flash
 SRAM_BYTES = 320 * 1024          # ... and 320 KB of SRAM
@@ -118,108 +118,6 @@ def draw_front(ax, points: Sequence[dict], cost: str = "bytes", gain: str = "acc
     ys = [_num(p, gain) for p in front]
     ax.step(xs, ys, where="post", **{"color": "k", "lw": 1, "ls": "--", "label": "Pareto frontier", **kw})
     return front
-
-
-# =============================================================================================
-# canonical Huffman coding (written here: the code lengths go into the file, nothing else)
-
-def huffman_lengths(counts: Sequence[int]) -> np.ndarray:
-    """Code length (bits) of every symbol 0..len(counts)-1 of an optimal prefix code for `counts`;
-    symbols with count 0 get length 0 (no code). A single used symbol gets 1 bit."""
-    counts = np.asarray(counts, dtype=np.int64)
-    if counts.ndim != 1 or len(counts) == 0 or (counts < 0).any():
-        raise ValueError("counts must be a non-empty 1-D sequence of ints >= 0")
-    used = np.flatnonzero(counts)
-    lengths = np.zeros(len(counts), dtype=np.int64)
-    if len(used) == 0:
-        return lengths
-    if len(used) == 1:
-        lengths[used[0]] = 1
-        return lengths
-    heap = [(int(counts[s]), int(s), [int(s)]) for s in used]   # (weight, tie-break, symbols)
-    heapq.heapify(heap)
-    while len(heap) > 1:
-        w1, t1, s1 = heapq.heappop(heap)
-        w2, t2, s2 = heapq.heappop(heap)
-        for s in s1 + s2:
-            lengths[s] += 1
-        heapq.heappush(heap, (w1 + w2, min(t1, t2), s1 + s2))
-    return lengths
-
-
-def canonical_codes(lengths: Sequence[int]) -> dict[int, str]:
-    """The canonical prefix code for code `lengths`: {symbol: bit string}; shorter codes first, ties by symbol."""
-    lengths = [int(v) for v in lengths]
-    code, prev, out = 0, 0, {}
-    for length, s in sorted((n, s) for s, n in enumerate(lengths) if n > 0):
-        code <<= length - prev
-        out[s] = format(code, f"0{length}b")
-        code, prev = code + 1, length
-    return out
-
-
-def huffman_code(symbols: np.ndarray, alphabet: int) -> tuple[np.ndarray, bytes, int]:
-    """Huffman-code ints in [0, alphabet): returns (code lengths (uint8, one per symbol of the
-    alphabet), the packed bit stream, its length in bits)."""
-    s = np.asarray(symbols, dtype=np.int64).reshape(-1)
-    _check_int(alphabet, "alphabet", 1)
-    if len(s) and (s.min() < 0 or s.max() >= alphabet):
-        raise ValueError(f"symbols must lie in [0, {alphabet})")
-    lengths = huffman_lengths(np.bincount(s, minlength=alphabet))
-    if lengths.max(initial=0) > 255:
-        raise ValueError("a Huffman code longer than 255 bits cannot be stored")
-    codes = canonical_codes(lengths)
-    table = np.array([codes.get(i, "") for i in range(alphabet)], dtype=object)
-    bits = "".join(table[s].tolist())
-    nbytes = (len(bits) + 7) // 8
-    data = (int(bits, 2) << (8 * nbytes - len(bits))).to_bytes(nbytes, "big") if bits else b""  # left-aligned
-    return lengths.astype(np.uint8), data, len(bits)
-
-
-def huffman_decode(lengths: Sequence[int], data: bytes, n: int) -> np.ndarray:
-    """The `n` symbols coded by `huffman_code` with these code `lengths`."""
-    decode = {v: k for k, v in canonical_codes(lengths).items()}
-    bits = "".join(format(b, "08b") for b in data)
-    out, cur = np.empty(n, dtype=np.int64), ""
-    i = 0
-    for ch in bits:
-        if i == n:
-            break
-        cur += ch
-        s = decode.get(cur)
-        if s is not None:
-            out[i], cur, i = s, "", i + 1
-    if i != n:
-        raise ValueError(f"bit stream ended after {i} of {n} symbols")
-    return out
-
-
-# =============================================================================================
-# positions of the nonzero weights as a gap stream (Deep Compression's relative indices)
-
-def gaps_from_mask(mask: np.ndarray, max_gap: int) -> np.ndarray:
-    """Tokens for the True positions of a flat bool `mask`: t < max_gap means 't zeros, then a kept
-    weight'; t == max_gap means 'max_gap zeros, no weight' (a filler for long runs)."""
-    _check_int(max_gap, "max_gap", 1)
-    pos = np.flatnonzero(np.asarray(mask, dtype=bool).reshape(-1))
-    d = np.diff(np.concatenate([[-1], pos])) - 1                   # zeros before each kept weight
-    fill, rem = d // max_gap, d % max_gap
-    tokens = np.full(int(fill.sum() + len(d)), max_gap, dtype=np.int64)
-    ends = np.cumsum(fill + 1) - 1                                 # each kept weight ends its group
-    tokens[ends] = rem
-    return tokens
-
-
-def mask_from_gaps(tokens: np.ndarray, max_gap: int, n: int) -> np.ndarray:
-    """The flat bool mask of length `n` that `gaps_from_mask` turned into `tokens`."""
-    t = np.asarray(tokens, dtype=np.int64)
-    adv = t + (t < max_gap)
-    pos = (np.cumsum(adv) - 1)[t < max_gap]
-    if len(pos) and pos.max() >= n:
-        raise ValueError("gap stream points past the end of the tensor")
-    m = np.zeros(n, dtype=bool)
-    m[pos] = True
-    return m
 
 
 # =============================================================================================

@@ -34,6 +34,7 @@ import torch.nn as nn
 import torch.nn.utils.parametrize as parametrize
 
 from .files import atomic_path, read_container, write_container
+from .packing import pack_bits, unpack_bits
 from .measure import Latency, time_fn
 
 GRANULARITIES = ("per_tensor", "per_channel")
@@ -535,34 +536,6 @@ def weight_bits(model: nn.Module) -> dict[str, int]:
 
 
 # --------------------------------------------------------------------------- packing and files
-
-
-def pack_bits(codes: torch.Tensor, bits: int) -> torch.Tensor:
-    """Pack unsigned codes in [0, 2^bits) densely, little-endian bit order: 4-bit gives two per byte,
-    2-bit four per byte; any width 1..16 works. Returns a flat uint8 tensor of ceil(n*bits/8) bytes."""
-    _check_bits(bits)
-    if not isinstance(codes, torch.Tensor) or codes.is_floating_point() or codes.dtype == torch.bool:
-        raise TypeError("codes must be an integer torch.Tensor")
-    c = codes.reshape(-1).to(torch.int64)
-    if c.numel() and (int(c.min()) < 0 or int(c.max()) >= 2 ** bits):
-        raise ValueError(f"codes must lie in [0, {2 ** bits - 1}] for {bits} bits")
-    if bits == 8:
-        return c.to(torch.uint8)
-    bitplanes = ((c[:, None] >> torch.arange(bits)) & 1).to(torch.uint8).numpy()    # (n, bits)
-    return torch.from_numpy(np.packbits(bitplanes.reshape(-1), bitorder="little").copy())
-
-
-def unpack_bits(packed: torch.Tensor, bits: int, n: int) -> torch.Tensor:
-    """Inverse of `pack_bits`: the first `n` codes (int64) of a packed uint8 tensor."""
-    _check_bits(bits)
-    if not isinstance(packed, torch.Tensor) or packed.dtype != torch.uint8:
-        raise TypeError("packed must be a uint8 torch.Tensor")
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0 or n * bits > 8 * packed.numel():
-        raise ValueError(f"n must be an int in [0, {8 * packed.numel() // bits}], got {n!r}")
-    if bits == 8:
-        return packed[:n].to(torch.int64)
-    flat = np.unpackbits(packed.numpy(), count=n * bits, bitorder="little").reshape(n, bits)
-    return torch.from_numpy(flat.astype(np.int64) @ (1 << np.arange(bits, dtype=np.int64)))
 
 
 _NP = {torch.float32: "<f4", torch.int32: "<i4", torch.int64: "<i8", torch.uint8: "u1", torch.bool: "?"}

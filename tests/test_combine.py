@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from slimlab import claims
+from slimlab import packing as Pk
 import torch
 import torch.nn as nn
 
@@ -47,34 +48,34 @@ def test_pareto_front_bad_input():
 
 def test_huffman_lengths_are_optimal_and_round_trip():
     counts = [45, 13, 12, 16, 9, 5]               # the textbook example: lengths 1,3,3,3,4,4
-    assert C.huffman_lengths(counts).tolist() == [1, 3, 3, 3, 4, 4]
-    assert C.huffman_lengths([0, 7, 0]).tolist() == [0, 1, 0]
+    assert Pk.huffman_lengths(counts).tolist() == [1, 3, 3, 3, 4, 4]
+    assert Pk.huffman_lengths([0, 7, 0]).tolist() == [0, 1, 0]
     rng = np.random.default_rng(0)
     s = rng.choice(8, size=5000, p=[.5, .2, .1, .08, .05, .04, .02, .01])
-    lengths, data, nbits = C.huffman_code(s, 8)
+    lengths, data, nbits = Pk.huffman_code(s, 8)
     assert nbits == int(lengths.astype(np.int64)[s].sum()) and len(data) == (nbits + 7) // 8
     p = np.bincount(s, minlength=8) / len(s)
     entropy = -(p[p > 0] * np.log2(p[p > 0])).sum() * len(s)
     assert entropy <= nbits < entropy + len(s)      # within one bit per symbol of the bound
-    assert np.array_equal(C.huffman_decode(lengths, data, len(s)), s)
+    assert np.array_equal(Pk.huffman_decode(lengths, data, len(s)), s)
     with pytest.raises(ValueError, match=r"symbols must lie in \[0, 8\)"):
-        C.huffman_code(np.array([8]), 8)
+        Pk.huffman_code(np.array([8]), 8)
     with pytest.raises(ValueError, match="ended after"):
-        C.huffman_decode(lengths, data[:10], len(s))
+        Pk.huffman_decode(lengths, data[:10], len(s))
 
 
 def test_gap_stream_round_trip_with_fillers():
     mask = np.zeros(100, dtype=bool)
     mask[[0, 3, 4, 50, 99]] = True
-    t = C.gaps_from_mask(mask, max_gap=8)
+    t = Pk.gaps_from_mask(mask, max_gap=8)
     # 0 zeros; 2 zeros; 0 zeros; 45 zeros = 5 fillers + 5; 48 zeros = 6 fillers + 0
     assert t.tolist() == [0, 2, 0, 8, 8, 8, 8, 8, 5, 8, 8, 8, 8, 8, 8, 0]
-    assert np.array_equal(C.mask_from_gaps(t, 8, 100), mask)
+    assert np.array_equal(Pk.mask_from_gaps(t, 8, 100), mask)
     rng = np.random.default_rng(1)
     m = rng.random(1000) < 0.1
-    assert np.array_equal(C.mask_from_gaps(C.gaps_from_mask(m, 5), 5, 1000), m)
-    with pytest.raises(ValueError, match="max_gap must be an int >= 1"):
-        C.gaps_from_mask(m, 0)
+    assert np.array_equal(Pk.mask_from_gaps(Pk.gaps_from_mask(m, 5), 5, 1000), m)
+    with pytest.raises(ValueError, match="max_gap must be >= 1"):
+        Pk.gaps_from_mask(m, 0)
 
 
 # ------------------------------------------------------------------------------------ files

@@ -298,7 +298,7 @@ def test_bad_bits():
     with pytest.raises(ValueError, match="symmetric quantization needs bits >= 2"):
         Q.qrange(1, True)
     with pytest.raises(ValueError, match="bits must be in 1..16"):
-        Q.pack_bits(torch.tensor([0]), 17)
+        Q.pack_bits(torch.tensor([0]), 17)  # packing.check_int: "bits must be an int in 1..16"
 
 
 def test_bad_axis():
