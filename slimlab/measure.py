@@ -16,6 +16,10 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+# The course's one edge budget (COURSE.md, C14): a microcontroller-class device as in MCUNet
+# (Lin et al., 2020), the STM32F746 — 1 MB of flash for the model file, 320 KB of SRAM for activations.
+FLASH_BYTES = 1_048_576
+SRAM_BYTES = 327_680
 
 def _check_model(model) -> None:
     if not isinstance(model, nn.Module):

@@ -117,3 +117,74 @@ def build(name: str, width: float = 1.0, num_classes: int = 10) -> CifarResNet:
     model = CifarResNet(DEPTHS[key], float(width), num_classes)
     model.arch["name"] = key
     return model
+
+
+# ---------------------------------------------------------------------------------------------
+# the base tools every method module uses: its weight layers, a model from its .arch, baked copies
+
+def weight_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """The Conv2d and Linear modules of `model` by qualified name, in module order: the layers that
+    the course's methods prune, quantize and share."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    return {n: m for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
+
+
+def resize_block(block: BasicBlock, k: int) -> None:
+    """Give `block` k inner channels (fresh conv1/bn1/conv2 of the right shapes, same device/dtype)."""
+    c1, c2 = block.conv1, block.conv2
+    kw = {"device": c1.weight.device, "dtype": c1.weight.dtype}
+    block.conv1 = nn.Conv2d(c1.in_channels, k, c1.kernel_size, c1.stride, c1.padding, bias=False, **kw)
+    block.bn1 = nn.BatchNorm2d(k, eps=block.bn1.eps, momentum=block.bn1.momentum, **kw)
+    block.conv2 = nn.Conv2d(k, c2.out_channels, c2.kernel_size, c2.stride, c2.padding, bias=False, **kw)
+
+
+def from_arch(arch: dict) -> CifarResNet:
+    """An untrained model of the architecture `arch` (a model's .arch, `inner_channels` of slimmed
+    blocks included)."""
+    if not isinstance(arch, dict) or "name" not in arch:
+        raise ValueError("arch must be a slimlab model's .arch dict (with 'name', 'width', 'num_classes')")
+    model = build(arch["name"], width=arch.get("width", 1.0), num_classes=arch.get("num_classes", 10))
+    blocks = {n: m for n, m in model.named_modules() if isinstance(m, BasicBlock)}
+    for n, k in arch.get("inner_channels", {}).items():
+        if n not in blocks:
+            raise ValueError(f"arch names a block {n!r} that {arch['name']} does not have")
+        resize_block(blocks[n], int(k))
+    model.arch = dict(arch)
+    return model
+
+
+def _is_parametrization_key(key: str) -> bool:
+    return key.startswith("parametrizations.") or ".parametrizations." in key
+
+
+def baked_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The state dict with every parametrization (masks, codebooks, fake-quantizers) evaluated into a
+    plain tensor under the plain key (`conv.weight`), contiguous, on the CPU."""
+    from torch.nn.utils import parametrize
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    out = {k: v for k, v in model.state_dict().items() if not _is_parametrization_key(k)}
+    for n, m in model.named_modules():
+        if parametrize.is_parametrized(m):
+            for t in m.parametrizations.keys():
+                out[f"{n}.{t}" if n else t] = getattr(m, t)
+    return {k: v.detach().cpu().contiguous() for k, v in out.items()}
+
+
+def baked_copy(model: nn.Module) -> nn.Module:
+    """A copy of `model` with every parametrization baked into plain weights; the original is untouched.
+    A parametrized model must be a slimlab ResNet (with .arch) so that its plain twin can be built."""
+    import copy
+    from torch.nn.utils import parametrize
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    if not any(parametrize.is_parametrized(m) for m in model.modules()):
+        return copy.deepcopy(model)
+    arch = getattr(model, "arch", None)
+    if not isinstance(arch, dict) or "name" not in arch:
+        raise ValueError("baking a parametrized model needs a slimlab ResNet (with .arch)")
+    p = next(model.parameters())
+    out = from_arch(arch).to(device=p.device, dtype=p.dtype)
+    out.load_state_dict(baked_state_dict(model))
+    return out.train(model.training)
