@@ -15,8 +15,8 @@ offline): nbgrader brings a database layer (SQLAlchemy, alembic) and the classic
 and would do only the first of the three steps. The markers are nbgrader's and the solution cells carry
 nbgrader's cell metadata, so a teacher who uses nbgrader can still run it on the instructor notebooks.
 
-`insert_exercise` is the helper the exercise-insertion scripts use: it puts an exercise's cells next to
-an anchor cell found by content, and skips an exercise whose id tag is already there.
+`exercise_cells` builds the three cells of a new exercise (task, solution with nbgrader metadata, check
+call) for a teacher who adds one to a notebook.
 """
 from __future__ import annotations
 
@@ -217,7 +217,7 @@ def convert_all(paths: Sequence[str | Path] | None = None, out_dir: str | Path |
 
 
 # ---------------------------------------------------------------------------------------------
-# inserting exercise cells (used by the insertion scripts)
+# building the cells of a new exercise
 
 def exercise_cells(exercise: str, task: str, solution: str, check: str | None = None) -> list:
     """The three cells of an exercise: markdown task, solution code (nbgrader solution metadata), check call."""
@@ -243,40 +243,6 @@ def exercise_cells(exercise: str, task: str, solution: str, check: str | None = 
     return [md, code, chk]
 
 
-def find_anchor(nb, anchors: Sequence[tuple[str, str | None, Sequence[str]]]) -> int:
-    """Index at which to insert: the first anchor (where 'before'|'after', cell type or None, substrings that
-    must all occur) that matches a cell not belonging to an exercise. ValueError when none matches."""
-    for where, ctype, needles in anchors:
-        if where not in ("before", "after"):
-            raise ValueError(f"anchor position must be 'before' or 'after', got {where!r}")
-        for i, c in enumerate(nb.cells):
-            if exercise_ids(c) or (ctype and c.cell_type != ctype):
-                continue
-            if all(s in c.source for s in needles):
-                if where == "before":
-                    return i
-                j = i + 1
-                while j < len(nb.cells) and exercise_ids(nb.cells[j]):    # after exercises already placed here
-                    j += 1
-                return j
-    raise ValueError(f"no anchor cell found for {[a[2] for a in anchors]}")
-
-
-def insert_exercise(path: str | Path, exercise: str, cells: list,
-                    anchors: Sequence[tuple[str, str | None, Sequence[str]]]) -> bool:
-    """Insert `cells` into the notebook at `path` at the first matching anchor; written atomically.
-    Returns False (and changes nothing) when a cell tagged 'exercise:<exercise>' is already there."""
-    path = Path(path)
-    nb = nbformat.read(path, as_version=4)
-    if exercise in notebook_exercises(nb):
-        return False
-    i = find_anchor(nb, anchors)
-    nb.cells[i:i] = cells
-    nbformat.validate(nb)
-    atomic_write_text(path, nbformat.writes(nb) + "\n")
-    return True
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m slimlab.student", description=__doc__.split("\n")[0])
     ap.add_argument("notebooks", nargs="*", help="instructor notebooks (default: notebooks/*.ipynb)")
@@ -290,16 +256,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 if __name__ == "__main__":
     sys.exit(main())
 
-
-def insert_all(exercises: Sequence[dict], argv: Sequence[str] | None = None, description: str = "") -> int:
-    """The command line of tools/insert_exercises_*.py: insert every exercise (dicts with id, notebook,
-    anchors, task, solution) into `<--dir>/<notebook>.ipynb`, idempotently, and say what was done."""
-    root = Path(__file__).resolve().parents[1]
-    ap = argparse.ArgumentParser(description=description)
-    ap.add_argument("--dir", default=str(root / "notebooks"), help="folder holding the notebooks")
-    a = ap.parse_args(argv)
-    for e in exercises:
-        path = Path(a.dir) / f"{e['notebook']}.ipynb"
-        done = insert_exercise(path, e["id"], exercise_cells(e["id"], e["task"], e["solution"]), e["anchors"])
-        print(f"{e['id']}: {'inserted into' if done else 'already in'} {path}")
-    return 0

@@ -5,8 +5,6 @@ import contextlib
 import io
 import re
 import shutil
-import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
@@ -19,12 +17,10 @@ from slimlab.exercises import EXERCISES, CheckResult, check, exercises_for
 from slimlab.student import CODE_STUB, clear_solutions, notebook_exercises, solution_cell, solution_regions
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = [ROOT / "tools" / "insert_exercises_01_02.py", ROOT / "tools" / "insert_exercises_03_05.py"]
 
 
 def instructor_copy(dest: Path) -> tuple[Path, list[str]]:
-    """Copy notebooks/*.ipynb to `dest`; exercises not yet in them are inserted into the copies by the
-    insertion scripts under build/ when those are present. Returns (dest, exercises still missing)."""
+    """Copy notebooks/*.ipynb to `dest`. Returns (dest, exercises missing from them)."""
     dest.mkdir(parents=True, exist_ok=True)
     for p in sorted((ROOT / "notebooks").glob("*.ipynb")):
         shutil.copy(p, dest / p.name)
@@ -35,11 +31,6 @@ def instructor_copy(dest: Path) -> tuple[Path, list[str]]:
             present.update(notebook_exercises(nbformat.read(p, as_version=4)))
         return [e for e in EXERCISES if e not in present]
 
-    if missing():
-        for script in SCRIPTS:
-            if script.is_file():
-                subprocess.run([sys.executable, str(script), "--dir", str(dest)], check=True,
-                               capture_output=True, text=True)
     return dest, missing()
 
 
@@ -53,8 +44,7 @@ def _cell(notebooks, exercise):
     ex = EXERCISES[exercise]
     cell = solution_cell(notebooks[ex.notebook], exercise) if ex.notebook in notebooks else None
     if cell is None:
-        pytest.skip(f"{exercise}: its cells are not in notebooks/{ex.notebook}.ipynb yet "
-                    f"(and no insertion script under tools/ provides them)")
+        pytest.fail(f"{exercise}: its cells are not in notebooks/{ex.notebook}.ipynb")
     return cell
 
 

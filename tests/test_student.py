@@ -10,7 +10,7 @@ import pytest
 
 from slimlab.exercises import EXERCISES
 from slimlab.student import (BEGIN, CODE_STUB, END, clear_solutions, convert, convert_all, exercise_cells,
-                             find_anchor, hide_sources, insert_exercise, notebook_exercises, solution_cell,
+                             hide_sources, notebook_exercises, solution_cell,
                              solution_regions, student_notebook)
 from test_exercises import instructor_copy
 
@@ -96,35 +96,18 @@ def test_student_notebook_refuses_unknown_or_unmarked_exercises():
         student_notebook(nb)
 
 
-def test_exercise_cells_and_insertion(tmp_path):
+def test_exercise_cells(tmp_path):
     with pytest.raises(ValueError, match="unknown exercise"):
         exercise_cells("00-x", "t", f"def f():\n    {BEGIN}\n    {END}")
     with pytest.raises(ValueError, match="must hold"):
         exercise_cells("05-soften", "t", "def soften_student(l, t):\n    return l")
     with pytest.raises(ValueError, match="must define soften_student"):
         exercise_cells("05-soften", "t", f"def other(l, t):\n    {BEGIN}\n    {END}")
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_markdown_cell("## 1 · Dark knowledge", id="a"),
-                nbformat.v4.new_code_cell("show_source(D.soften)", id="b"),
-                nbformat.v4.new_code_cell("x = 1", id="c")]
-    path = tmp_path / "05.ipynb"
-    nbformat.write(nb, path)
     cells = exercise_cells("05-soften", "### Task", f"def soften_student(l, t):\n    {BEGIN}\n    return l\n    {END}")
-    anchors = [("before", "code", ("show_source(", "soften")), ("after", "markdown", ("## 1 · Dark",))]
-    assert insert_exercise(path, "05-soften", cells, anchors) is True
-    first = path.read_text()
-    assert insert_exercise(path, "05-soften", cells, anchors) is False      # idempotent
-    assert path.read_text() == first
-    got = nbformat.read(path, as_version=4)
-    assert [c.id for c in got.cells] == ["a", "ex-05-soften-task", "ex-05-soften-solution", "ex-05-soften-check", "b", "c"]
-    assert got.cells[2].metadata["nbgrader"]["solution"] is True
-    assert "check('05-soften', soften_student)" in got.cells[3].source
-    # the fallback anchor, and no anchor at all
-    assert find_anchor(got, [("before", "code", ("absent",)), ("after", "markdown", ("## 1 · Dark",))]) == 4
-    with pytest.raises(ValueError, match="no anchor"):
-        find_anchor(got, [("before", None, ("absent",))])
-    with pytest.raises(ValueError, match="before' or 'after"):
-        find_anchor(got, [("inside", None, ("x",))])
+    assert [c.id for c in cells] == ["ex-05-soften-task", "ex-05-soften-solution", "ex-05-soften-check"]
+    assert cells[1].metadata["nbgrader"]["solution"] is True
+    assert "check('05-soften', soften_student)" in cells[2].source
+    assert notebook_exercises(nbformat.v4.new_notebook(cells=cells)) == ["05-soften"]
 
 
 # --------------------------------------------------------------------------------------------- the real notebooks
