@@ -1,15 +1,22 @@
 """CIFAR-10 as in-memory uint8 tensors, from any local copy or torchvision's download.
 
-`load_cifar10()` looks for a source in this order: the `source` argument, the
-`SLIMLAB_CIFAR10` environment variable, the cache under `data/cache/`, torchvision's
-download into `data/downloads/`. Accepted sources:
+`load_cifar10()` reads only the data you configured: the `source` argument, else the
+`SLIMLAB_CIFAR10` environment variable, else an earlier torchvision download in
+`data/downloads/` (or a new one with `download=True`). It never picks some cache file on its
+own: with nothing configured it refuses and names the caches it found. Accepted sources:
 
 * the official `cifar-10-python.tar.gz`, or its extracted `cifar-10-batches-py/`
   (the official MD5s are checked before anything is unpickled);
 * an image-folder tree `train|test/<class>/*.png|jpg`, or a tarball of one.
 
 Decoding happens once; a compact `.npz` keyed by the source's fingerprint is cached
-under `data/cache/` (written atomically), so later loads take a second or two.
+under `data/cache/` (written atomically, and only after the data passed every check), so
+later loads take a second or two. A damaged cache is rebuilt. Links in a tarball, and
+symlinks in a folder that point outside it, are refused.
+
+`ROOT` is where the project's data, checkpoints and results live (see `find_root`):
+`$SLIMLAB_HOME` when set, else the slimlab checkout the package (or the current folder)
+sits in, else a user folder (`$XDG_DATA_HOME/slimlab`, by default `~/.local/share/slimlab`).
 """
 from __future__ import annotations
 
@@ -25,11 +32,49 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from .files import atomic_path
+from .files import atomic_path, file_hash
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 ENV_VAR = "SLIMLAB_CIFAR10"
-ROOT = Path(__file__).resolve().parent.parent
+HOME_VAR = "SLIMLAB_HOME"
+
+
+def _is_checkout(d: Path) -> bool:
+    """A slimlab checkout: pyproject.toml naming the project `slimlab`, with the slimlab/ package beside."""
+    try:
+        return ((d / "slimlab" / "__init__.py").is_file()
+                and 'name = "slimlab"' in (d / "pyproject.toml").read_text(errors="replace"))
+    except OSError:
+        return False
+
+
+def find_root() -> tuple[Path, str]:
+    """(folder, why): where the project's data/, results/ and build/ live.
+
+    In order: `$SLIMLAB_HOME`; the checkout that holds the imported package (an editable install, or
+    the project on PYTHONPATH); the checkout that holds the current working directory (a non-editable
+    `pip install .` used from inside a checkout); else the user folder `$XDG_DATA_HOME/slimlab`
+    (default `~/.local/share/slimlab`), which holds no committed checkpoints: point `SLIMLAB_HOME` at a
+    checkout to use them. Nothing is created here; folders appear when something is written."""
+    env = os.environ.get(HOME_VAR)
+    if env:
+        return Path(env).expanduser().resolve(), f"${HOME_VAR}"
+    pkg_parent = Path(__file__).resolve().parent.parent
+    if _is_checkout(pkg_parent):
+        return pkg_parent, "the checkout that holds the slimlab package"
+    try:
+        here = Path.cwd().resolve()
+    except OSError:
+        here = None
+    for d in ([here, *here.parents] if here is not None else []):
+        if _is_checkout(d):
+            return d, "the checkout that holds the current folder"
+    base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share").expanduser()
+    return (base / "slimlab").resolve(), (f"the user folder (not in a checkout and ${HOME_VAR} unset; "
+                                          f"set {HOME_VAR} to a checkout to use its committed checkpoints)")
+
+
+ROOT, ROOT_REASON = find_root()
 CACHE_DIR = ROOT / "data" / "cache"
 DOWNLOAD_DIR = ROOT / "data" / "downloads"
 VAL_SIZE = 5000
@@ -75,33 +120,54 @@ class CIFAR10:
     source: str
 
     def summary(self) -> str:
-        return (f"CIFAR-10 from {self.source}\n  train {len(self.train_y):,}  val {len(self.val_y):,}  "
+        """Sizes and fingerprint; the source by its file name only (no machine path in shared outputs)."""
+        name = self.source if self.source == "torchvision download" else Path(self.source).name
+        return (f"CIFAR-10 from {name}\n  train {len(self.train_y):,}  val {len(self.val_y):,}  "
                 f"test {len(self.test_y):,}  fingerprint {self.fingerprint[:16]}…")
 
 
 # ---------------------------------------------------------------------------------------------
 # fingerprints and safe archive reading
 
-def _sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _md5_bytes(data: bytes) -> str:
     return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+def _inside(root: Path, p: Path) -> Path:
+    """`p` itself, or the file a symlink `p` points to when that lies inside `root` (resolved);
+    DataError for a link that points outside `root` or to a folder (as tarball links are refused)."""
+    if not p.is_symlink():
+        return p
+    target = p.resolve()
+    if not target.is_relative_to(root.resolve()):
+        raise DataError(f"{p} is a symlink to {target}, outside the source folder {root}; refusing to follow it")
+    if target.is_dir():
+        raise DataError(f"{p} is a symlink to a folder; links to folders are not followed")
+    return target
+
+
+def _folder_files(root: Path) -> list[Path]:
+    """Every file under `root` (sorted), links checked by `_inside`; folders reached through links are
+    not entered."""
+    out = []
+    for d, dirs, files in os.walk(root, followlinks=False):
+        for name in dirs + files:
+            p = Path(d) / name
+            if p.is_symlink():
+                _inside(root, p)
+            if name in files:
+                out.append(p)
+    return sorted(out)
 
 
 def fingerprint(path: str | os.PathLike) -> str:
     """sha256 of a source: the bytes of a file, or the names and bytes of a folder's files."""
     p = Path(path)
     if p.is_file():
-        return _sha256_file(p)
+        return file_hash(p, "sha256")
     if p.is_dir():
         h = hashlib.sha256()
-        for f in sorted(q for q in p.rglob("*") if q.is_file()):
+        for f in _folder_files(p):
             h.update(str(f.relative_to(p)).encode())
             h.update(f.read_bytes())
         return h.hexdigest()
@@ -187,7 +253,7 @@ def _read_image_tarball(path: Path, progress: bool):
 def _read_image_folder(path: Path, progress: bool):
     from tqdm.auto import tqdm
     items: dict[str, list] = {}
-    files = sorted(q for q in path.rglob("*") if q.is_file())
+    files = _folder_files(path)
     for f in tqdm(files, desc="decoding CIFAR-10 images", unit="img", disable=not progress, mininterval=1.0):
         sc = _split_class(str(f.relative_to(path)))
         if sc is None:
@@ -229,7 +295,7 @@ def _read_official_tarball(path: Path):
 
 
 def _read_official_folder(path: Path):
-    blobs = {n: (path / n).read_bytes() for n in OFFICIAL_BATCH_MD5 if (path / n).is_file()}
+    blobs = {n: _inside(path, path / n).read_bytes() for n in OFFICIAL_BATCH_MD5 if (path / n).is_file()}
     return _unpickle_batches(blobs, str(path))
 
 
@@ -308,24 +374,69 @@ def _atomic_savez(path: Path, **arrays) -> None:
         np.savez(f, **arrays)
 
 
-def _cached_arrays(src: Path, cache_dir: Path, progress: bool):
+def _check_arrays(arrays, where: str, val_size: int) -> None:
+    """DataError unless the four arrays are CIFAR-shaped (uint8 (N, 3, 32, 32), labels 0..9) and the
+    training images leave, in every class, at least one image beside its share of `val_size`."""
+    trx, try_, tex, tey = arrays
+    for name, x, y in (("train", trx, try_), ("test", tex, tey)):
+        if x.dtype != np.uint8 or x.ndim != 4 or x.shape[1:] != (3, 32, 32) or len(x) != len(y):
+            raise DataError(f"{where}: {name} images are {x.dtype} {x.shape} with {len(y)} labels; "
+                            "expected uint8 (N, 3, 32, 32) with N labels")
+        if len(y) and (y.min() < 0 or y.max() >= len(CLASSES)):
+            raise DataError(f"{where}: {name} labels outside 0..{len(CLASSES) - 1}")
+    counts = np.bincount(try_, minlength=len(CLASSES))
+    need = -(-val_size // len(CLASSES))  # the largest per-class share of the validation split
+    if val_size >= len(try_) or counts.min() <= need:
+        raise DataError(f"{where}: val_size={val_size} holds out up to {need} training images per class, but "
+                        f"the source has {len(try_):,} training images ({counts.min()} in its smallest class); "
+                        f"every class must keep at least one for training. Pass a smaller val_size "
+                        f"(at most {max(0, (counts.min() - 1) * len(CLASSES))}) or a larger source.")
+
+
+_KEYS = ("train_x", "train_y", "test_x", "test_y")
+
+
+def _read_cache(cache: Path):
+    """The four arrays of a cache file, or None when it is missing or damaged (then it is removed)."""
+    if not cache.is_file():
+        return None
+    try:
+        with np.load(cache, allow_pickle=False) as z:
+            arrays = tuple(np.asarray(z[k]) for k in _KEYS)
+        _check_arrays(arrays, str(cache), val_size=0)
+        return arrays
+    except Exception:  # zip / npy errors, missing keys, wrong shapes: rebuild from the source
+        cache.unlink(missing_ok=True)
+        return None
+
+
+def _cached_arrays(src: Path, cache_dir: Path, progress: bool, val_size: int):
+    """(fingerprint, arrays) of `src`: from its cache when valid, else decoded, checked, then cached."""
     fp = fingerprint(src)
     cache = cache_dir / f"cifar10-{fp[:16]}-{_CACHE_VERSION}.npz"
-    if cache.is_file():
-        try:
-            with np.load(cache) as z:
-                return fp, (z["train_x"], z["train_y"], z["test_x"], z["test_y"])
-        except Exception:
-            cache.unlink(missing_ok=True)  # a damaged cache is rebuilt
-    arrays = read_source(src, progress=progress)
-    _atomic_savez(cache, train_x=arrays[0], train_y=arrays[1], test_x=arrays[2], test_y=arrays[3],
-                  source=np.array(str(src)))
+    arrays = _read_cache(cache)
+    if arrays is None:
+        arrays = read_source(src, progress=progress)
+        _check_arrays(arrays, str(src), val_size)
+        _atomic_savez(cache, **dict(zip(_KEYS, arrays)), source=np.array(src.name))
+    else:
+        _check_arrays(arrays, str(src), val_size)
     return fp, arrays
 
 
-def _any_cache(cache_dir: Path) -> Path | None:
-    found = sorted(cache_dir.glob(f"cifar10-*-{_CACHE_VERSION}.npz"))
-    return found[0] if found else None
+def _describe_caches(cache_dir: Path) -> str:
+    found = sorted(cache_dir.glob(f"cifar10-*-{_CACHE_VERSION}.npz")) if cache_dir.is_dir() else []
+    if not found:
+        return ""
+    rows = []
+    for c in found:
+        try:
+            with np.load(c, allow_pickle=False) as z:
+                rows.append(f"{c.name} (from {z['source']}, {len(z['train_y']):,} train / {len(z['test_y']):,} test)")
+        except Exception:
+            rows.append(f"{c.name} (unreadable)")
+    return (f" Caches found in {cache_dir}: {'; '.join(rows)}. They are not used unless you name their "
+            f"source: a cache is only ever the copy of the source you configure.")
 
 
 def load_cifar10(source: str | os.PathLike | None = None, *, download: bool = False,
@@ -333,9 +444,11 @@ def load_cifar10(source: str | os.PathLike | None = None, *, download: bool = Fa
                  val_size: int = VAL_SIZE) -> CIFAR10:
     """CIFAR-10 with a seeded stratified 5,000-image validation split held out of train.
 
-    Source order: `source`, `$SLIMLAB_CIFAR10`, an existing cache in `data/cache/`, then
-    torchvision's download (only when `download=True`). `val_size` training images
-    (stratified, seeded) form the validation split.
+    Source: `source`, else `$SLIMLAB_CIFAR10`, else an earlier torchvision download in
+    `data/downloads/`, else a new download (only when `download=True`); with none of these it raises
+    a DataError that names the caches it found (never silently picking one). `val_size` training
+    images (stratified, seeded) form the validation split; a source too small for it is refused
+    before anything is cached.
     """
     if isinstance(val_size, bool) or not isinstance(val_size, int) or val_size < 10:
         raise ValueError(f"val_size must be an int >= 10 (one per class at least), got {val_size!r}")
@@ -343,24 +456,21 @@ def load_cifar10(source: str | os.PathLike | None = None, *, download: bool = Fa
         raise TypeError(f"source must be a path (str or os.PathLike), got {type(source).__name__}")
     cdir = Path(cache_dir) if cache_dir is not None else CACHE_DIR
     src = source if source is not None else (os.environ.get(ENV_VAR) or None)
+    downloaded = DOWNLOAD_DIR / "cifar-10-batches-py"
     if src is not None:
-        fp, (trx, try_, tex, tey) = _cached_arrays(Path(src).expanduser(), cdir, progress)
+        fp, (trx, try_, tex, tey) = _cached_arrays(Path(src).expanduser(), cdir, progress, val_size)
         where = str(src)
-    elif (cached := _any_cache(cdir)) is not None:
-        with np.load(cached) as z:
-            trx, try_, tex, tey = z["train_x"], z["train_y"], z["test_x"], z["test_y"]
-            where = f"{cached} (cache of {z['source']})"
-        fp = cached.name.split("-")[1]
-    elif download:
-        import torchvision
-        torchvision.datasets.CIFAR10(str(DOWNLOAD_DIR), train=True, download=True)
-        tarball = DOWNLOAD_DIR / "cifar-10-python.tar.gz"
-        if tarball.is_file() and hashlib.md5(tarball.read_bytes(), usedforsecurity=False).hexdigest() != OFFICIAL_TARBALL_MD5:
-            raise DataError(f"{tarball}: download fails the official MD5 check")
-        fp, (trx, try_, tex, tey) = _cached_arrays(DOWNLOAD_DIR / "cifar-10-batches-py", cdir, progress)
+    elif downloaded.is_dir() or download:
+        if not downloaded.is_dir():
+            import torchvision
+            torchvision.datasets.CIFAR10(str(DOWNLOAD_DIR), train=True, download=True)
+            tarball = DOWNLOAD_DIR / "cifar-10-python.tar.gz"
+            if tarball.is_file() and file_hash(tarball, "md5") != OFFICIAL_TARBALL_MD5:
+                raise DataError(f"{tarball}: download fails the official MD5 check")
+        fp, (trx, try_, tex, tey) = _cached_arrays(downloaded, cdir, progress, val_size)
         where = "torchvision download"
     else:
-        raise DataError(HOW_TO_GET)
+        raise DataError(HOW_TO_GET + _describe_caches(cdir))
 
     train_x, train_y = torch.from_numpy(np.ascontiguousarray(trx)), torch.from_numpy(try_)
     val_idx = stratified_indices(train_y, val_size, seed=SPLIT_SEED)
@@ -386,8 +496,13 @@ def augment(x: torch.Tensor, generator: torch.Generator | None = None, pad: int 
     b, c, h, w = x.shape
     flip = torch.rand(b, generator=generator) < 0.5
     x = torch.where(flip[:, None, None, None], x.flip(3), x)
-    if pad <= 0:
-        return x
+    if pad > 0:
+        x = _crop(x, pad, generator)
+    return _cutout(x, cutout, generator) if cutout > 0 else x
+
+
+def _crop(x: torch.Tensor, pad: int, generator: torch.Generator | None) -> torch.Tensor:
+    b, c, h, w = x.shape
     xp = torch.nn.functional.pad(x, (pad, pad, pad, pad))
     oy = torch.randint(0, 2 * pad + 1, (b,), generator=generator)
     ox = torch.randint(0, 2 * pad + 1, (b,), generator=generator)
@@ -395,8 +510,7 @@ def augment(x: torch.Tensor, generator: torch.Generator | None = None, pad: int 
     cols = (ox[:, None] + torch.arange(w))[:, None, None, :]  # (B, 1, 1, W)
     bi = torch.arange(b)[:, None, None, None]
     ci = torch.arange(c)[None, :, None, None]
-    x = xp[bi, ci, rows, cols]
-    return _cutout(x, cutout, generator) if cutout > 0 else x
+    return xp[bi, ci, rows, cols]
 
 
 def _cutout(x: torch.Tensor, size: int, generator: torch.Generator | None) -> torch.Tensor:

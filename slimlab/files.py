@@ -56,6 +56,16 @@ def atomic_torch_save(obj, path: str | os.PathLike) -> Path:
     return Path(path)
 
 
+def file_hash(path: str | os.PathLike, algorithm: str = "sha256", chunk: int = 1 << 20) -> str:
+    """Hex digest of a file's bytes ('sha256', or 'md5' for the official CIFAR-10 checksums), read in chunks."""
+    import hashlib
+    h = hashlib.new(algorithm, usedforsecurity=False) if algorithm == "md5" else hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
 def write_container(path: str | os.PathLike, magic: bytes, header: bytes, chunks: Iterable[bytes] = ()) -> Path:
     """Write slimlab's small binary container atomically: `magic`, the header's length (uint32,
     little-endian), the `header` bytes, then the body `chunks`; return the path.
@@ -85,3 +95,56 @@ def read_container(path: str | os.PathLike, magic: bytes, what: str = "slimlab f
     if len(raw) < n + 4 + hlen:
         raise ValueError(f"{p} is truncated (header of {hlen} bytes announced, {len(raw) - n - 4} present)")
     return raw[n + 4:n + 4 + hlen], memoryview(raw)[n + 4 + hlen:]
+
+
+class CheckpointError(ValueError):
+    """A file that is not the slimlab file it should be: damaged, truncated, code in its pickle,
+    not a dict, missing keys, or weights that do not fit the model."""
+
+
+def load_torch(path: str | os.PathLike, what: str = "slimlab checkpoint", required: Iterable[str] = (),
+               map_location="cpu") -> dict:
+    """The dict stored at `path` by `torch.save`, loaded safely (`weights_only=True`: tensors and
+    plain containers only, no code runs); `required` are keys it must have.
+
+    FileNotFoundError if there is no file; `CheckpointError` (a ValueError) naming the file, `what` it
+    should be and what is wrong for anything else: a pickle that would run code, a damaged or
+    truncated file, a file that is not a dict or lacks a required key."""
+    import pickle
+    import torch
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"no {what} at {p}")
+    try:
+        blob = torch.load(p, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        why = next((ln for ln in lines if "GLOBAL" in ln or "Unpickler error" in ln), type(e).__name__)
+        raise CheckpointError(f"{p} is not a {what}: it is damaged, or a pickle that holds more than "
+                              f"tensors, which is refused (weights_only=True; {why[:200]})") from None
+    except Exception as e:  # torch raises RuntimeError, EOFError, OSError, … for damaged files
+        raise CheckpointError(f"{p} is not a {what}: unreadable, damaged or truncated "
+                              f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})") from None
+    if not isinstance(blob, dict):
+        raise CheckpointError(f"{p} is not a {what}: it holds a {type(blob).__name__}, not a dict")
+    missing = [k for k in required if k not in blob]
+    if missing:
+        raise CheckpointError(f"{p} is not a {what}: it lacks {', '.join(map(repr, missing))} "
+                              f"(keys present: {', '.join(map(repr, list(blob)[:10])) or 'none'})")
+    return blob
+
+
+def load_state(model, state: dict, path: str | os.PathLike, what: str = "slimlab checkpoint",
+               strict: bool = True):
+    """`model.load_state_dict(state)`, turning a mismatch (another architecture, other shapes) into a
+    `CheckpointError` naming the file; return `model`."""
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: the {what}'s weights are a {type(state).__name__}, not a state dict")
+    try:
+        model.load_state_dict(state, strict=strict)
+    except (RuntimeError, KeyError, TypeError) as e:
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        detail = "; ".join(lines[1:4] or lines[:1])[:400]
+        raise CheckpointError(f"{path}: the {what} does not fit a {type(model).__name__} of this "
+                              f"architecture ({detail})") from None
+    return model

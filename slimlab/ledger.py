@@ -4,7 +4,7 @@ A claim's verdict is never typed. Each claim C1–C14 gets a *rule*: a function 
 of measured metrics to 'supported' | 'qualified' | 'refuted', registered with `@rule`.
 `judge(claim, metrics)` applies it and returns a `Record`; `write_results(notebook,
 records)` writes `results/<profile>/<notebook>.json` atomically, with provenance (UTC time,
-git commit, profile, machine, torch version, data fingerprint) added.
+git commit, profile, machine and its CPU flags, torch version, data fingerprint) added.
 """
 from __future__ import annotations
 
@@ -132,7 +132,10 @@ def git_commit() -> str:
 
 
 def provenance(profile: str | None = None, data_fingerprint: str | None = None) -> dict:
+    """Where a results file comes from: UTC time, git commit, profile, machine (one line, and
+    `machine_info()`: CPU model, flags, bf16-native, torch's CPU capability), Python, torch, data sha256."""
     import torch
+    from .machine import machine_info
     from .profile import get_profile
     dev = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
     return {
@@ -143,6 +146,7 @@ def provenance(profile: str | None = None, data_fingerprint: str | None = None) 
         "python": platform.python_version(),
         "torch": torch.__version__,
         "data_sha256": data_fingerprint,
+        "machine_info": machine_info(),
     }
 
 

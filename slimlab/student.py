@@ -38,7 +38,7 @@ TEXT_STUB = "YOUR ANSWER HERE"
 TAG_TASK, TAG_SOLUTION, TAG_CHECK = "exercise-task", "exercise", "exercise-check"
 ID_PREFIX = "exercise:"
 
-ROOT = Path(__file__).resolve().parents[1]
+from .data import ROOT  # noqa: E402  (the project folder: $SLIMLAB_HOME or the checkout)
 
 
 # ---------------------------------------------------------------------------------------------

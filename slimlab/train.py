@@ -29,7 +29,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .data import batches, to_float
-from .files import atomic_torch_save
+from .files import CheckpointError, atomic_torch_save, load_state, load_torch
 
 SCHEDULES = ("onecycle", "cosine", "constant")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -159,21 +159,71 @@ def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
     return 0.5 * cfg.lr * (1 + math.cos(math.pi * (t - cfg.warmup) / (1 - cfg.warmup)))
 
 
-def _check_xy(x, y, what="x, y"):
-    if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
-        raise TypeError(f"{what} must be torch tensors")
-    if x.dim() != 4:
-        raise ValueError(f"images must be (N, C, H, W), got shape {tuple(x.shape)}")
-    if len(x) != len(y) or len(y) == 0:
-        raise ValueError(f"images and labels must be non-empty and of equal length, got {len(x)} and {len(y)}")
+def _check_images(x, what: str = "images") -> None:
+    """TypeError/ValueError unless `x` is a batch (N, 3, H, W) of uint8, or of floats in [0, 1]
+    (one min/max pass; float images in 0..255 would silently score near chance)."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{what} must be a torch tensor, got {type(x).__name__}")
+    if x.dim() != 4 or x.shape[1] != 3:
+        hint = " (it looks channels-last: use x.permute(0, 3, 1, 2))" if x.dim() == 4 and x.shape[-1] == 3 else ""
+        raise ValueError(f"{what} must be (N, C, H, W) with C = 3, got shape {tuple(x.shape)}{hint}")
+    if len(x) == 0:
+        raise ValueError(f"{what} must be non-empty")
+    if x.dtype == torch.uint8:
+        return
+    if not x.is_floating_point():
+        raise ValueError(f"{what} must be uint8 (0..255) or float in [0, 1], got {x.dtype}")
+    lo, hi = (v.item() for v in torch.aminmax(x.detach()))
+    if math.isnan(lo) or math.isnan(hi):
+        raise ValueError(f"{what} contain NaN")
+    if lo < 0 or hi > 1:
+        raise ValueError(f"float {what} must be in [0, 1], got values in [{lo:g}, {hi:g}]"
+                         + (" (0..255: divide by 255, or pass the uint8 tensor)" if hi > 1.5 else ""))
+
+
+def _num_classes(model: nn.Module) -> int | None:
+    """The model's class count: its .arch['num_classes'], else the last Linear's out_features."""
+    arch = getattr(model, "arch", None)
+    if isinstance(arch, dict) and isinstance(arch.get("num_classes"), int):
+        return arch["num_classes"]
+    last = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    return last[-1].out_features if last else None
+
+
+def _check_xy(x, y, what: str = "x, y", num_classes: int | None = None) -> None:
+    """`_check_images(x)` plus `_check_labels(y)`."""
+    _check_images(x, f"{what} images")
+    _check_labels(y, x, what, num_classes)
+
+
+def _check_labels(y, x: torch.Tensor, what: str = "x, y", num_classes: int | None = None) -> None:
+    """Labels: an integer tensor (N,), N = len(x), with values in 0..num_classes-1."""
+    if not isinstance(y, torch.Tensor):
+        raise TypeError(f"{what} labels must be a torch tensor, got {type(y).__name__}")
+    if y.dim() != 1 or len(y) != len(x):
+        raise ValueError(f"{what}: images and labels must be non-empty and of equal length, labels of shape (N,); "
+                         f"got {tuple(x.shape)} images and labels of shape {tuple(y.shape)}")
+    if y.dtype == torch.bool or y.is_floating_point() or y.is_complex():
+        raise ValueError(f"{what} labels must be integer class indices, got {y.dtype}")
+    lo, hi = int(y.min()), int(y.max())
+    top = f"{num_classes - 1}" if num_classes is not None else "num_classes - 1"
+    if lo < 0 or (num_classes is not None and hi >= num_classes):
+        raise ValueError(f"{what} labels must be in 0..{top}, got values in [{lo}, {hi}]")
+
+
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 500,
+            device: torch.device | str | None = None) -> torch.Tensor:
+    """Logits (N, classes) for uint8 images or float images in [0, 1] (N, 3, H, W), in eval mode, on the CPU."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    _check_images(x)
+    return _predict(model, x, batch_size, device)
 
 
 @torch.no_grad()
-def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 500,
-            device: torch.device | str | None = None) -> torch.Tensor:
-    """Logits (N, classes) for uint8 or float images, in eval mode, on the CPU."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+def _predict(model: nn.Module, x: torch.Tensor, batch_size: int, device) -> torch.Tensor:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
     dev = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -189,9 +239,14 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 500,
 
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500,
              device: torch.device | str | None = None) -> dict[str, float]:
-    """{'acc': accuracy in %, 'loss': mean cross-entropy} of `model` on images `x`, labels `y`."""
-    _check_xy(x, y)
-    logits = predict(model, x, batch_size, device)
+    """{'acc': accuracy in %, 'loss': mean cross-entropy} of `model` on images `x` (uint8, or float
+    in [0, 1]; (N, 3, H, W)) and integer labels `y` (N,)."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    _check_xy(x, y, num_classes=_num_classes(model))
+    logits = _predict(model, x, batch_size, device)
+    _check_labels(y, x, num_classes=logits.shape[1])
+    y = y.long()
     return {"acc": 100.0 * (logits.argmax(1) == y).float().mean().item(),
             "loss": F.cross_entropy(logits, y).item()}
 
@@ -211,9 +266,11 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig 
     if not isinstance(cfg, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(cfg).__name__}")
     cfg.validate()
-    _check_xy(x, y)
+    _check_xy(x, y, num_classes=_num_classes(model))
     if val is not None:
-        _check_xy(*val, what="val")
+        if not (isinstance(val, (tuple, list)) and len(val) == 2):
+            raise TypeError("val must be a pair (images, labels)")
+        _check_xy(*val, what="val", num_classes=_num_classes(model))
     dev = torch.device(device) if device is not None else default_device()
     model.to(dev)
     if dev.type == "cpu":
@@ -230,13 +287,19 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig 
     hist, step, start_epoch, elapsed = History(), 0, 0, 0.0
     ckpt = Path(checkpoint) if checkpoint is not None else None
     if ckpt is not None and ckpt.is_file():
-        state = torch.load(ckpt, map_location=dev, weights_only=True)
-        if not _same_config(state["config"], cfg):
+        what = "fit resume checkpoint"
+        state = load_torch(ckpt, what=what, map_location=dev,
+                           required=("model", "optimizer", "history", "step", "epoch", "seconds", "config"))
+        if not isinstance(state["config"], dict) or not _same_config(state["config"], cfg):
             raise ValueError(f"checkpoint {ckpt} was written with another TrainConfig; "
                              "delete it or use the same config to resume")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        hist = History(**state["history"])
+        load_state(model, state["model"], ckpt, what)
+        try:
+            opt.load_state_dict(state["optimizer"])
+            hist = History(**state["history"])
+        except (ValueError, TypeError, KeyError) as e:
+            raise CheckpointError(f"{ckpt} is not a {what} for this model: its optimizer state or history "
+                                  f"does not fit ({e})") from None
         if hist.precision and hist.precision != precision:
             raise ValueError(f"checkpoint {ckpt} was trained in {hist.precision}, this machine resolves "
                              f"precision {cfg.precision!r} to {precision}; resume where the precision matches")

@@ -9,7 +9,6 @@ file goes to `data/cache/zoo/` with a card of its own, never over the committed 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shlex
@@ -21,9 +20,9 @@ from pathlib import Path
 
 import torch
 
-from .data import ROOT, load_cifar10
+from .data import HOME_VAR, ROOT, ROOT_REASON, load_cifar10
 from .models import CifarResNet, build
-from .files import atomic_torch_save, atomic_write_text
+from .files import CheckpointError, atomic_torch_save, atomic_write_text, file_hash, load_state, load_torch
 from .machine import machine_info
 from .train import TrainConfig, evaluate, fit, predict, seed_everything
 
@@ -68,11 +67,8 @@ class ChecksumError(RuntimeError):
 
 
 def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
+    """sha256 (hex) of a file's bytes."""
+    return file_hash(path, "sha256")
 
 
 def _check_name(name: str) -> str:
@@ -83,27 +79,47 @@ def _check_name(name: str) -> str:
     return name
 
 
+def _read_card(p: Path) -> dict:
+    try:
+        info = json.loads(p.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{p} is not a checkpoint card: unreadable JSON ({e})") from None
+    if not isinstance(info, dict) or not isinstance(info.get("sha256"), str):
+        raise CheckpointError(f"{p} is not a checkpoint card: it has no 'sha256' string")
+    return info
+
+
 def card(name: str) -> dict:
     """The card (JSON) of the checkpoint `load(name)` would use."""
     _check_name(name)
     for d in (CHECKPOINT_DIR, CACHE_DIR):
         p = d / f"{name}.json"
         if p.is_file():
-            return json.loads(p.read_text())
+            return _read_card(p)
     raise FileNotFoundError(f"no card for {name!r} in {CHECKPOINT_DIR} or {CACHE_DIR}")
 
 
-def _model_from_file(path: Path, expected_sha: str | None) -> CifarResNet:
+def _model_from_file(path: Path, expected_sha: str | None, name: str) -> CifarResNet:
+    """The model stored at `path` for reference checkpoint `name`; CheckpointError if the file is
+    not one (damaged, code in its pickle, no 'arch', another architecture than `name`'s recipe)."""
     if expected_sha is not None:
         got = sha256_file(path)
         if got != expected_sha:
             raise ChecksumError(f"{path}: sha256 {got} does not match the recorded {expected_sha}; "
                                 "the file is corrupt or was replaced")
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    arch = blob["arch"]
-    model = build(arch["name"], width=arch["width"], num_classes=arch["num_classes"])
-    model.load_state_dict(blob["state_dict"])
-    return model.eval()
+    what = f"slimlab reference checkpoint ({name})"
+    blob = load_torch(path, what=what, required=("arch", "state_dict"))
+    arch, recipe = blob["arch"], RECIPES[name]
+    if not isinstance(arch, dict) or not isinstance(arch.get("name"), str):
+        raise CheckpointError(f"{path} is not a {what}: its 'arch' is not a model description")
+    if (arch["name"], arch.get("width")) != (recipe.arch, recipe.width):
+        raise CheckpointError(f"{path} holds a {arch['name']} of width {arch.get('width')}, but {name!r} is a "
+                              f"{recipe.arch} of width {recipe.width}; the file was replaced or misnamed")
+    try:
+        model = build(arch["name"], width=arch["width"], num_classes=arch.get("num_classes", 10))
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{path} is not a {what}: its 'arch' is invalid ({e})") from None
+    return load_state(model, blob["state_dict"], path, what).eval()
 
 
 def load(name: str, *, train_if_missing: bool = False, progress: bool = True) -> CifarResNet:
@@ -111,14 +127,15 @@ def load(name: str, *, train_if_missing: bool = False, progress: bool = True) ->
     _check_name(name)
     committed = CHECKPOINT_DIR / f"{name}.pt"
     if committed.is_file():
-        return _model_from_file(committed, SHA256.get(name) or card(name)["sha256"])
+        return _model_from_file(committed, SHA256.get(name) or card(name)["sha256"], name)
     cached = CACHE_DIR / f"{name}.pt"
     if cached.is_file():
-        return _model_from_file(cached, json.loads((CACHE_DIR / f"{name}.json").read_text())["sha256"])
+        return _model_from_file(cached, _read_card(CACHE_DIR / f"{name}.json")["sha256"], name)
     if not train_if_missing:
         raise FileNotFoundError(
-            f"checkpoint {name!r} is missing ({committed}). Train it with its recorded recipe: "
-            f"`python -m slimlab.zoo train {name}` or `load({name!r}, train_if_missing=True)`.")
+            f"checkpoint {name!r} is missing ({committed}; slimlab's folder is {ROOT}, "
+            f"{ROOT_REASON}). Point ${HOME_VAR} at a checkout that has it, or train it with its "
+            f"recorded recipe: `python -m slimlab.zoo train {name}` or `load({name!r}, train_if_missing=True)`.")
     train(name, out_dir=CACHE_DIR, progress=progress)
     return load(name)
 

@@ -207,3 +207,84 @@ def test_real_cifar10(cifar):
     assert torch.bincount(cifar.test_y).tolist() == [1000] * 10
     assert cifar.train_x.dtype == torch.uint8 and cifar.train_x.shape[1:] == (3, 32, 32)
     assert 90 < cifar.test_x.float().mean() < 160  # natural images, not blank
+
+
+def test_no_source_never_falls_back_to_some_cache(tree, tmp_path, monkeypatch):
+    # the old loader returned any cache file here: after loading a tiny dataset once, a plain
+    # load_cifar10() silently returned that tiny dataset
+    monkeypatch.delenv(D.ENV_VAR, raising=False)
+    monkeypatch.setattr(D, "DOWNLOAD_DIR", tmp_path / "no-downloads")
+    D.load_cifar10(tree, cache_dir=tmp_path / "c", progress=False, val_size=10)
+    with pytest.raises(D.DataError, match=r"Caches found in .*cifar10-[0-9a-f]{16}-v1\.npz \(from tree, 30 train") as e:
+        D.load_cifar10(cache_dir=tmp_path / "c", progress=False, val_size=10)
+    assert "SLIMLAB_CIFAR10" in str(e.value) and "source" in str(e.value)
+
+
+def test_an_earlier_download_is_configured_data(tmp_path, monkeypatch):
+    monkeypatch.delenv(D.ENV_VAR, raising=False)
+    monkeypatch.setattr(D, "DOWNLOAD_DIR", tmp_path / "dl")
+    (tmp_path / "dl" / "cifar-10-batches-py").mkdir(parents=True)
+    seen = []
+    monkeypatch.setattr(D, "_cached_arrays", lambda src, *a: seen.append(src) or (_ for _ in ()).throw(D.DataError("stop")))
+    with pytest.raises(D.DataError, match="stop"):
+        D.load_cifar10(cache_dir=tmp_path / "c", progress=False)
+    assert seen == [tmp_path / "dl" / "cifar-10-batches-py"]
+
+
+def test_too_small_for_the_validation_split_names_val_size_and_caches_nothing(tree, tmp_path):
+    # 3 training images per class: val_size=30 holds out all of them
+    with pytest.raises(D.DataError, match=r"val_size=30 .* smaller val_size \(at most 20\)"):
+        D.load_cifar10(tree, cache_dir=tmp_path / "c", progress=False, val_size=30)
+    assert not (tmp_path / "c").exists() or not list((tmp_path / "c").iterdir())
+    d = D.load_cifar10(tree, cache_dir=tmp_path / "c", progress=False, val_size=20)
+    assert len(d.val_y) == 20 and torch.bincount(d.train_y, minlength=10).min() == 1
+    # with a valid cache present, a too-large val_size is refused the same way
+    with pytest.raises(D.DataError, match="val_size=100"):
+        D.load_cifar10(tree, cache_dir=tmp_path / "c", progress=False, val_size=100)
+
+
+def test_a_bad_folder_writes_no_cache(tree, tmp_path):
+    (tree / "train" / "cat" / "0001.png").write_bytes(b"not an image")
+    with pytest.raises(D.DataError):
+        D.load_cifar10(tree, cache_dir=tmp_path / "c", progress=False, val_size=10)
+    assert not (tmp_path / "c").exists() or not list((tmp_path / "c").iterdir())
+
+
+def test_folder_symlinks_pointing_outside_are_refused(tree, tmp_path):
+    secret = tmp_path / "secret.png"
+    secret.write_bytes(_png((250, 250, 250)))
+    (tree / "train" / "cat" / "0009.png").symlink_to(secret)
+    with pytest.raises(D.DataError, match="symlink to .*secret.png, outside the source folder"):
+        D.load_cifar10(tree, cache_dir=tmp_path / "c", progress=False, val_size=10)
+    with pytest.raises(D.DataError, match="outside the source folder"):
+        D.fingerprint(tree)   # the fingerprint does not read outside files either
+    assert not (tmp_path / "c").exists() or not list((tmp_path / "c").iterdir())
+    (tree / "train" / "cat" / "0009.png").unlink()
+    outside_dir = tmp_path / "elsewhere"
+    outside_dir.mkdir()
+    (tree / "test" / "dog" / "more").symlink_to(outside_dir, target_is_directory=True)
+    with pytest.raises(D.DataError, match="outside the source folder"):
+        D.load_cifar10(tree, cache_dir=tmp_path / "c", progress=False, val_size=10)
+    (tree / "test" / "dog" / "more").unlink()
+    (tree / "train" / "cat" / "0009.png").symlink_to(tree / "train" / "cat" / "0000.png")  # inside: fine
+    d = D.load_cifar10(tree, cache_dir=tmp_path / "c", progress=False, val_size=10)
+    assert len(d.train_y) + len(d.val_y) == 31
+
+
+def test_damaged_cache_is_rebuilt(tree, tmp_path):
+    a = D.load_cifar10(tree, cache_dir=tmp_path / "c", progress=False, val_size=10)
+    (cache,) = (tmp_path / "c").glob("*.npz")
+    cache.write_bytes(cache.read_bytes()[:100])
+    b = D.load_cifar10(tree, cache_dir=tmp_path / "c", progress=False, val_size=10)
+    assert torch.equal(a.train_x, b.train_x)
+    with np.load(cache) as z:            # rebuilt, whole, and without a machine path in it
+        assert len(z["train_y"]) == 30 and str(z["source"]) == "tree"
+
+
+def test_root_follows_slimlab_home(tmp_path, monkeypatch):
+    monkeypatch.setenv(D.HOME_VAR, str(tmp_path / "home"))
+    root, why = D.find_root()
+    assert root == (tmp_path / "home").resolve() and why == "$SLIMLAB_HOME"
+    monkeypatch.delenv(D.HOME_VAR)
+    root, why = D.find_root()
+    assert (root / "pyproject.toml").is_file() and "checkout" in why   # the tests run from a checkout

@@ -45,3 +45,44 @@ def test_container_round_trip_and_clear_errors(tmp_path):
     with pytest.raises(TypeError):
         write_container(tmp_path / "bad.bin", "MAG1", b"")
     assert not (tmp_path / "bad.bin").exists()
+
+
+class _RunsCode:
+    """A pickle payload that would run a shell command when unpickled without weights_only."""
+    def __reduce__(self):
+        import os
+        return (os.system, ("echo this-must-never-run",))
+
+
+def test_load_torch_turns_every_bad_file_into_one_clear_error(tmp_path):
+    from slimlab.files import CheckpointError, load_torch
+    good = atomic_torch_save({"arch": {"name": "x"}, "state_dict": {"w": torch.ones(2)}}, tmp_path / "good.pt")
+    assert torch.equal(load_torch(good, required=("arch", "state_dict"))["state_dict"]["w"], torch.ones(2))
+    torch.save({"arch": _RunsCode()}, tmp_path / "code.pt")
+    (tmp_path / "trunc.pt").write_bytes(good.read_bytes()[:300])
+    (tmp_path / "junk.pt").write_bytes(b"not a torch file at all")
+    (tmp_path / "empty.pt").write_bytes(b"")
+    torch.save([torch.ones(1)], tmp_path / "list.pt")
+    torch.save({"state_dict": {}}, tmp_path / "noarch.pt")
+    cases = {"code.pt": "pickle that holds more than tensors", "trunc.pt": "damaged or truncated",
+             "junk.pt": "not a my file", "empty.pt": "damaged or truncated", "list.pt": "holds a list",
+             "noarch.pt": "lacks 'arch'"}
+    for name, msg in cases.items():
+        with pytest.raises(CheckpointError, match=msg) as e:
+            load_torch(tmp_path / name, what="my file", required=("arch",))
+        assert str(tmp_path / name) in str(e.value) and isinstance(e.value, ValueError)
+    with pytest.raises(FileNotFoundError, match="no my file"):
+        load_torch(tmp_path / "none.pt", what="my file")
+
+
+def test_load_state_names_the_file_on_an_architecture_mismatch(tmp_path):
+    from slimlab.files import CheckpointError, load_state
+    lin = torch.nn.Linear(2, 3)
+    with pytest.raises(CheckpointError, match=r"w\.pt.*size mismatch"):
+        load_state(lin, {"weight": torch.ones(4, 2), "bias": torch.ones(3)}, "w.pt")
+    with pytest.raises(CheckpointError, match="Missing key"):
+        load_state(lin, {"other": torch.ones(1)}, "w.pt")
+    with pytest.raises(CheckpointError, match="not a state dict"):
+        load_state(lin, [1], "w.pt")
+    ref = torch.nn.Linear(2, 3)
+    assert torch.equal(load_state(lin, ref.state_dict(), "w.pt").weight, ref.weight)

@@ -28,7 +28,12 @@ def test_results_file_round_trip(toy_rule, tmp_path):
     p = write_results("02_quantization", recs, profile="full", data_fingerprint="abc", results_dir=tmp_path)
     doc = read_results(p)
     assert doc["provenance"]["profile"] == "full" and doc["provenance"]["data_sha256"] == "abc"
-    assert {"utc", "git_commit", "machine", "torch"} <= set(doc["provenance"])
+    assert {"utc", "git_commit", "profile", "machine", "python", "torch", "data_sha256"} <= set(doc["provenance"])
+    from slimlab.machine import cpu_bf16_native, machine_info
+    info = doc["provenance"]["machine_info"]       # what decides speed: CPU model, flags, bf16, capability
+    assert info == json.loads(json.dumps(machine_info()))
+    assert info["cpu_bf16_native"] is cpu_bf16_native() and isinstance(info["cpu_flags"], list)
+    assert {"cpu_model", "torch_cpu_capability"} <= set(info)
     assert doc["records"][0]["notebook"] == "02_quantization"
     assert doc["records"][0]["metrics"] == {"saving_pct": 75.0, "bytes": 123}
     assert not list(tmp_path.glob("*.tmp"))

@@ -130,3 +130,78 @@ def test_fit_argument_errors():
         evaluate(small(), x[0], y)
     with pytest.raises(TypeError, match="seed must be an int"):
         seed_everything("0")
+
+
+def test_inputs_are_checked_before_any_work():
+    x, y = toy(32)
+    m = small()
+    xf = x.float()                          # 0..255 floats: the old code scored them silently near chance
+    with pytest.raises(ValueError, match=r"float x, y images must be in \[0, 1\].*divide by 255"):
+        evaluate(m, xf, y)
+    with pytest.raises(ValueError, match=r"must be in \[0, 1\]"):
+        predict(m, xf)
+    with pytest.raises(ValueError, match=r"must be in \[0, 1\]"):
+        fit(m, xf, y, TrainConfig(steps=1, batch_size=16), progress=False)
+    assert evaluate(m, xf / 255, y)["acc"] == evaluate(m, x, y)["acc"]   # [0, 1] floats equal uint8
+    with pytest.raises(ValueError, match="channels-last"):
+        evaluate(m, x.permute(0, 2, 3, 1).contiguous(), y)
+    with pytest.raises(ValueError, match="C = 3"):
+        evaluate(m, x[:, :1], y)
+    with pytest.raises(ValueError, match="NaN"):
+        evaluate(m, torch.full((2, 3, 32, 32), float("nan")), y[:2])
+    with pytest.raises(ValueError, match="uint8 .* or float"):
+        evaluate(m, x.long(), y)
+    with pytest.raises(ValueError, match=r"labels of shape \(N,\)"):
+        evaluate(m, x, y[:, None])
+    with pytest.raises(ValueError, match="integer class indices"):
+        evaluate(m, x, y.float())
+    with pytest.raises(ValueError, match=r"labels must be in 0\.\.3, got values in \[1, 7\]"):
+        evaluate(m, x, torch.where(y == 0, 7, y))      # the model has 4 classes
+    with pytest.raises(ValueError, match=r"labels must be in 0\.\.3"):
+        fit(m, x, y + 4, TrainConfig(steps=1, batch_size=16), progress=False)
+    with pytest.raises(ValueError, match=r"val labels must be in 0\.\.3"):
+        fit(m, x, y, TrainConfig(steps=1, batch_size=16), val=(x, y - 1), progress=False)
+
+
+def test_a_bad_resume_file_gives_one_clear_error(tmp_path):
+    from slimlab.files import CheckpointError
+    x, y = toy(64)
+    cfg = TrainConfig(steps=2, batch_size=32, precision="fp32")
+    ck = tmp_path / "ck.pt"
+    fit(small(), x, y, cfg, checkpoint=ck, progress=False, device="cpu")
+    good = ck.read_bytes()
+    ck.write_bytes(good[: len(good) // 2])                         # truncated by a crash or a full disk
+    with pytest.raises(CheckpointError, match=r"ck\.pt is not a fit resume checkpoint: .*damaged or truncated"):
+        fit(small(), x, y, cfg, checkpoint=ck, progress=False, device="cpu")
+    torch.save({"model": {}}, ck)                                  # some other torch file
+    with pytest.raises(CheckpointError, match="lacks 'optimizer'"):
+        fit(small(), x, y, cfg, checkpoint=ck, progress=False, device="cpu")
+    ck.write_bytes(good)                                            # the right file, another architecture
+    wider = build("resnet8", width=0.5, num_classes=4)
+    with pytest.raises(CheckpointError, match=r"ck\.pt: the fit resume checkpoint does not fit .*size mismatch"):
+        fit(wider, x, y, cfg, checkpoint=ck, progress=False, device="cpu")
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_same_seed_gives_identical_weights_on_this_machine(precision):
+    """Property: two fits with the same seed, data and precision path give bit-identical weights."""
+    from slimlab.machine import cpu_bf16_native
+    if precision == "bf16" and not cpu_bf16_native():
+        pytest.skip("this CPU has no native bf16")
+    x, y = toy(96, seed=3)
+    states = []
+    for _ in range(2):
+        seed_everything(11)
+        m = small()
+        h = fit(m, x, y, TrainConfig(steps=4, batch_size=32, seed=11, cutout=8, precision=precision),
+                progress=False, device="cpu")
+        assert h.precision == precision
+        states.append({k: v.clone() for k, v in m.state_dict().items()})
+    assert states[0].keys() == states[1].keys()
+    for k in states[0]:
+        torch.testing.assert_close(states[0][k], states[1][k], atol=0, rtol=0, msg=k)
+    seed_everything(12)                              # and a different seed gives different weights
+    m = small()
+    fit(m, x, y, TrainConfig(steps=4, batch_size=32, seed=12, cutout=8, precision=precision),
+        progress=False, device="cpu")
+    assert not torch.equal(m.fc.weight, states[0]["fc.weight"])
