@@ -29,6 +29,7 @@ from typing import Iterable, Sequence
 
 import nbformat
 
+from .data import ROOT  # the project folder: $SLIMLAB_HOME or the checkout
 from .files import atomic_write_text
 
 BEGIN = "### BEGIN SOLUTION"
@@ -38,7 +39,6 @@ TEXT_STUB = "YOUR ANSWER HERE"
 TAG_TASK, TAG_SOLUTION, TAG_CHECK = "exercise-task", "exercise", "exercise-check"
 ID_PREFIX = "exercise:"
 
-from .data import ROOT  # noqa: E402  (the project folder: $SLIMLAB_HOME or the checkout)
 
 
 # ---------------------------------------------------------------------------------------------
