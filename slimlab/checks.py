@@ -45,7 +45,7 @@ def check_number(v, what: str, lo: float | None = None, hi: float | None = None,
     if bad:
         left = "(" if lo_open else "["
         right = ")" if hi_open else "]"
-        span = f"in {left}{'-inf' if lo is None else lo:g}, {'inf' if hi is None else hi:g}{right}"
+        span = f"in {left}{'-inf' if lo is None else format(lo, 'g')}, {'inf' if hi is None else format(hi, 'g')}{right}"
         raise ValueError(f"{what} must be a finite number {span}, got {v}")
     return v
 

@@ -1,29 +1,30 @@
-"""Knowledge distillation: a trained teacher supervises a small student (notebook 05, C11–C12).
+"""Knowledge distillation: a trained teacher supervises a small student (notebook 05, C11).
 
 * `soften(logits, T)` is the teacher's "dark knowledge": softmax at temperature T.
 * `kd_loss(student, teacher, targets, T, alpha)` is Hinton et al.'s (2015) loss:
   (1 - alpha) * CE(student, targets) + alpha * T² * KL(softmax(teacher/T) || softmax(student/T)).
 * `attention_map` / `at_loss` are attention transfer (Zagoruyko & Komodakis, 2017), the
   feature-based variant: the student matches where the teacher's stages "look".
+* `capture(model, names)` holds the outputs of named submodules (forward hooks, removed on exit).
 * `distillation(teacher, student, KDConfig(...))` is a context manager that yields the
   `extra_loss` hook for the course's one training loop, `train.fit`: fit adds the hard-label
   cross-entropy itself, so the hook adds alpha * (T² * KL - CE) (+ the attention term) and the
   total is exactly `kd_loss` (+ beta/2 * AT). The teacher runs once per batch, in eval mode,
   without gradients; forward hooks (attention transfer only) are removed on exit.
-* `train_student(...)` trains one student (from scratch when `kd` is None) and evaluates it;
-  with `store=` (a `slimlab.parts.PartStore`, the full profile) each finished run is a stored part
-  (its row under results/, its model under the ignored data/work/), so a long sweep resumes.
-  `over_seeds(fn, seeds)` runs a configuration over several seeds: mean and spread.
-* Baselines for C12 — the teacher compressed to the student's size (nonzero parameters, or bytes
-  of a real file on disk) by slimlab's own methods: magnitude pruning and its sparse file
-  (`slimlab.prune`), low rank and k-means sharing and their files (`slimlab.share`), post-training
-  quantization and its packed file (`slimlab.quantize`).
-* `rule_c11`, `rule_c12` turn the measured metrics into the C11 and C12 verdicts.
+* `student_config` is the one recipe of scratch and distilled students; `train_student(...)` trains
+  one student (from scratch when `kd` is None) and evaluates it; with `store=` (a
+  `slimlab.parts.PartStore`, the full profile) each finished run is a stored part, so a long sweep
+  resumes.
+* Seed statistics: `over_seeds(fn, seeds)` / `seed_stats` (mean and spread), `welch_test` (is one
+  set of seeds better than another?), `gap_closed` (the fraction of the teacher–student gap).
+
+The C12 baselines (the teacher compressed to the student's size by the other methods) live with the
+other cross-method comparisons in `slimlab.combine`; the verdict rules in `slimlab.claims`.
 """
 from __future__ import annotations
 
 import json
-import os
+import math
 import statistics
 import time
 from contextlib import contextmanager
@@ -35,6 +36,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .checks import check_choice, check_int, check_model, check_number, check_tensor
 from .data import subset
 from .measure import count_params
 from .models import build
@@ -54,28 +56,15 @@ HINTON_MNIST_ERRORS = {"student scratch": 146, "student distilled": 74, "teacher
 
 
 # ---------------------------------------------------------------------------------------------
-# checks
+# checks (slimlab.checks, with the names the losses use)
 
 def _check_temperature(temperature) -> float:
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
-        raise TypeError(f"temperature must be a number, got {type(temperature).__name__}")
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-    return float(temperature)
-
-
-def _check_alpha(alpha, what: str = "alpha") -> float:
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
-        raise TypeError(f"{what} must be a number, got {type(alpha).__name__}")
-    if not 0 <= alpha <= 1:
-        raise ValueError(f"{what} must be in [0, 1], got {alpha}")
-    return float(alpha)
+    return check_number(temperature, "temperature", 0.0, math.inf, lo_open=True)
 
 
 def _check_logits(*pairs: tuple[str, object]) -> None:
     for name, t in pairs:
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        check_tensor(t, name, nonempty=False)
         if t.dim() != 2 or not t.is_floating_point():
             raise ValueError(f"{name} must be float logits of shape (batch, classes), got {t.dtype} {tuple(t.shape)}")
 
@@ -108,7 +97,7 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets:
     Logits are (batch, classes) floats, `targets` (batch,) class indices. The T² keeps the soft
     part's gradient the same size as T changes (Hinton et al., 2015); the teacher gets no gradient.
     """
-    a = _check_alpha(alpha)
+    a = check_number(alpha, "alpha", 0.0, 1.0)
     soft = soft_loss(student_logits, teacher_logits, temperature)
     if not isinstance(targets, torch.Tensor) or targets.shape != student_logits.shape[:1] \
             or targets.dtype != torch.int64:
@@ -123,8 +112,7 @@ def attention_map(features: torch.Tensor, p: int = 2) -> torch.Tensor:
     L2-normalised per image -> (B, H·W). Channel counts may differ between teacher and student."""
     if not isinstance(features, torch.Tensor) or features.dim() != 4:
         raise ValueError(f"features must be a (B, C, H, W) tensor, got {tuple(getattr(features, 'shape', ()))}")
-    if isinstance(p, bool) or not isinstance(p, int) or p < 1:
-        raise ValueError(f"p must be an int >= 1, got {p!r}")
+    check_int(p, "p", 1)
     return F.normalize(features.abs().pow(p).mean(1).flatten(1), dim=1)
 
 
@@ -140,6 +128,31 @@ def at_loss(student_features: Sequence[torch.Tensor], teacher_features: Sequence
                              "must agree in batch and spatial size")
         total = total + (attention_map(s) - attention_map(t.detach())).pow(2).mean()
     return total
+
+
+def wrong_class_agreement(probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """How much of the teacher's ranking of the *wrong* classes belongs to the true class rather than to
+    the image: for each image, the Spearman rank correlation between its wrong-class probabilities and the
+    mean of those of the other images of its class (leave-one-out). `probs` (N, K), `labels` (N,) int64;
+    returns (N,) values in [-1, 1] (NaN for an image alone in its class). Near 1: a cat's closest wrong
+    classes are the same from cat to cat (dark knowledge worth imitating); near 0: image-specific noise."""
+    check_tensor(probs, "probs", floating=True, dims=2)
+    check_tensor(labels, "labels", dims=1)
+    if labels.dtype != torch.int64 or len(labels) != len(probs):
+        raise ValueError(f"labels must be int64 class indices, one per row of probs, got {labels.dtype} "
+                         f"{tuple(labels.shape)} for probs {tuple(probs.shape)}")
+    n, k = probs.shape
+    p = probs.double()
+    one_hot = F.one_hot(labels, k).double()
+    counts = one_hot.sum(0)                                          # (K,) images per class
+    sums = one_hot.T @ p                                             # (K, K) per-class sums
+    others = (sums[labels] - p) / (counts[labels] - 1).clamp(min=1)[:, None]   # (N, K) leave-one-out mean
+    wrong = ~one_hot.bool()
+    a, b = p[wrong].view(n, k - 1), others[wrong].view(n, k - 1)
+    ra, rb = (x.argsort(1).argsort(1).double() for x in (a, b))      # ranks (no ties in practice)
+    ra, rb = ra - ra.mean(1, keepdim=True), rb - rb.mean(1, keepdim=True)
+    rho = (ra * rb).sum(1) / (ra.norm(dim=1) * rb.norm(dim=1))
+    return torch.where(counts[labels] > 1, rho, torch.full_like(rho, float("nan"))).float()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -178,9 +191,8 @@ class KDConfig:
 
     def validate(self) -> None:
         _check_temperature(self.temperature)
-        _check_alpha(self.alpha)
-        if isinstance(self.beta, bool) or not isinstance(self.beta, (int, float)) or self.beta < 0:
-            raise ValueError(f"beta must be a number >= 0, got {self.beta!r}")
+        check_number(self.alpha, "alpha", 0.0, 1.0)
+        check_number(self.beta, "beta", 0.0, math.inf)
         if self.alpha == 0 and self.beta == 0:
             raise ValueError("alpha = 0 and beta = 0 leave nothing to distil; train from scratch instead (kd=None)")
         if not self.layers or not all(isinstance(n, str) for n in self.layers):
@@ -199,14 +211,12 @@ def distillation(teacher: nn.Module, student: nn.Module, kd: KDConfig,
                  label_smoothing: float = 0.0) -> Iterator[Callable]:
     """Yield `extra_loss(model, x, y, logits)` for `train.fit` so that fit's loss becomes
     (1 - α)·CE + α·T²·KL + β/2·AT. `label_smoothing` must equal the TrainConfig's (fit's CE)."""
-    for what, m in (("teacher", teacher), ("student", student)):
-        if not isinstance(m, nn.Module):
-            raise TypeError(f"{what} must be an nn.Module, got {type(m).__name__}")
+    check_model(teacher, "teacher")
+    check_model(student, "student")
     if not isinstance(kd, KDConfig):
         raise TypeError(f"kd must be a KDConfig, got {type(kd).__name__}")
     kd.validate()
-    if not 0 <= label_smoothing < 1:
-        raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+    check_number(label_smoothing, "label_smoothing", 0.0, 1.0, hi_open=True)
     layers = kd.layers if kd.beta > 0 else ()
     was_training = teacher.training
     teacher.eval()
@@ -236,11 +246,14 @@ def distillation(teacher: nn.Module, student: nn.Module, kd: KDConfig,
 # training students, over seeds
 
 def student_config(epochs: float, seed: int = 0, batch_size: int = 128) -> TrainConfig:
-    """The reference student's recipe (`zoo.RECIPES['resnet8']`: one-cycle SGD, lr 0.1, label
-    smoothing 0.1) with `epochs` and `seed` replaced: scratch and distilled students share it."""
+    """The one recipe of every ResNet-8 student, scratch and distilled alike: the reference student's
+    (`zoo.RECIPES['resnet8']`, today v2: SGD lr 0.1 with Nesterov, cosine with a warm-up over the
+    same *fraction* of the run, weight decay 5e-4, no label smoothing, crop + flip + cutout 16,
+    precision 'auto') with `epochs`, `seed` and `batch_size` replaced. Only the loss then differs
+    between a scratch and a distilled run (`distillation` uses the recipe's label smoothing too)."""
     from dataclasses import replace
     from .zoo import RECIPES
-    cfg = replace(RECIPES["resnet8"].config, epochs=epochs, seed=seed, batch_size=batch_size)
+    cfg = replace(RECIPES["resnet8"].config, epochs=epochs, steps=None, seed=seed, batch_size=batch_size)
     cfg.validate()
     return cfg
 
@@ -251,8 +264,14 @@ def student_part(arch: str, kd: KDConfig | None, train: TrainConfig, train_image
     everything the run depends on, so its key changes when any input changes."""
     config = {"arch": arch, "kd": asdict(kd) if kd else None, "train": asdict(train), "n": train_images,
               "eval": eval_images, "data": data_fingerprint, "teacher": teacher_sha if kd else None}
-    kind = "scratch" if kd is None else kd.name.split()[0].replace("+", "")
-    return f"{arch}-{kind}-s{train.seed}", config
+    return _kind_of(config), config
+
+
+def _kind_of(config: dict) -> str:
+    """The readable kind of a student part's config, e.g. 'resnet8-KDAT-s2'."""
+    kd = config["kd"]
+    kind = "scratch" if kd is None else ("AT" if kd["alpha"] == 0 else "KDAT" if kd["beta"] > 0 else "KD")
+    return f"{config['arch']}-{kind}-s{config['train']['seed']}"
 
 
 def run_key(arch: str, kd: KDConfig | None, train: TrainConfig, train_images: int, eval_images: int,
@@ -280,12 +299,10 @@ def train_student(data, teacher: nn.Module | None, kd: KDConfig | None, train: T
         raise TypeError(f"train must be a TrainConfig, got {type(train).__name__}")
     if store is not None and not isinstance(store, PartStore):
         raise TypeError(f"store must be a slimlab.parts.PartStore or None, got {type(store).__name__}")
-    bad = [s for s in splits if s not in ("train", "val", "test")]
-    if bad:
-        raise ValueError(f"splits must be among ('train', 'val', 'test'), got {bad}")
-    for what, n in (("train_images", train_images), ("eval_images", eval_images)):
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-            raise ValueError(f"{what} must be an int >= 0 (0 = all), got {n!r}")
+    for s in splits:
+        check_choice(s, ("train", "val", "test"), "each of splits")
+    check_int(train_images, "train_images (0 = all)", 0)
+    check_int(eval_images, "eval_images (0 = all)", 0)
     kind, config = student_part(arch, kd, train, train_images, eval_images, data.fingerprint,
                                 model_sha(teacher) if kd is not None else None)
     key = part_key(kind, config)
@@ -308,6 +325,8 @@ def train_student(data, teacher: nn.Module | None, kd: KDConfig | None, train: T
         row = {"key": key, "arch": arch, "kd": asdict(kd) if kd else None, "label": kd.name if kd else "scratch",
                "seed": train.seed, "train_images": len(y), "steps": hist.step[-1] if hist.step else 0,
                "params": count_params(model).total, "seconds": round(time.perf_counter() - t0, 1),
+               "seconds_per_step": hist.seconds[-1] / hist.step[-1] if hist.step and hist.step[-1] else None,
+               "precision": hist.precision,
                "history": {"epoch": hist.epoch, "train_loss": hist.train_loss}}
         for s in splits:   # a seeded stratified subset (the stored test split is ordered by class)
             sx, sy = subset(getattr(data, f"{s}_x"), getattr(data, f"{s}_y"), eval_images, seed=0)
@@ -321,6 +340,65 @@ def train_student(data, teacher: nn.Module | None, kd: KDConfig | None, train: T
     if store is None:
         return run(None)
     return store.run_model(kind, config, run, lambda p: load_state(build(arch), p), need_model=need_model)
+
+
+def student_run_part(config: dict, *, data, teacher: tuple[dict, dict] | None,
+                     splits: Sequence[str] = ("val", "test")) -> dict:
+    """One student run from its part config (`student_part`), for `PartStore.compute`: it pickles, so an
+    executor can run it elsewhere. `data` is the data or a `slimlab.cluster.WorkerData`; `teacher` is
+    (its .arch, its state dict), rebuilt here and checked against the config's teacher sha256.
+    Returns the run's row (no model)."""
+    from .cluster import resolve
+    from .models import from_arch
+    kd = None if config["kd"] is None else KDConfig(**{**config["kd"], "layers": tuple(config["kd"]["layers"])})
+    t = None
+    if kd is not None:
+        if teacher is None:
+            raise ValueError("a distilled part needs the teacher (arch, state dict)")
+        t = from_arch(teacher[0])
+        t.load_state_dict(teacher[1])
+        if model_sha(t) != config["teacher"]:
+            raise ValueError("the teacher handed to this part is not the one its config names (sha256 differs)")
+    row, _ = train_student(resolve(data), t, kd, TrainConfig(**config["train"]), arch=config["arch"],
+                           train_images=config["n"], eval_images=config["eval"], splits=splits,
+                           need_model=False, progress=False)
+    return row
+
+
+def train_seeds(data, teacher: nn.Module | None, kd: KDConfig | None, trains: Sequence[TrainConfig], *,
+                store: PartStore, executor=None, keep_first: bool = False, arch: str = "resnet8",
+                train_images: int = 0, eval_images: int = 0, splits: Sequence[str] = ("val", "test"),
+                metric: str = "test_acc", progress: bool = True) -> tuple["SeedStats", list[dict], nn.Module | None]:
+    """One configuration over several seeds (one TrainConfig each), every run a part of `store`:
+    (stats of row[metric], rows in order, the first run's model or None).
+
+    With `keep_first` the first run trains here through `train_student` (its model is kept for a later
+    cell); the others go through `store.compute`: stored ones are read back, missing ones computed
+    serially here (`executor=None`) or handed to `executor` (e.g. `slimlab.cluster.executor_from_env()`).
+    Every part has the same key either way."""
+    import functools
+    from .cluster import data_for
+    if not isinstance(store, PartStore):
+        raise TypeError(f"store must be a slimlab.parts.PartStore, got {type(store).__name__}")
+    trains = list(trains)
+    if not trains or not all(isinstance(t, TrainConfig) for t in trains):
+        raise ValueError("trains must be a non-empty sequence of TrainConfig (one per seed)")
+    if kd is not None:
+        check_model(teacher, "teacher")
+    rows: list[dict] = []
+    model = None
+    if keep_first:
+        row, model = train_student(data, teacher, kd, trains[0], arch=arch, train_images=train_images,
+                                   eval_images=eval_images, splits=splits, store=store, progress=progress)
+        rows.append(row)
+    rest = trains[1:] if keep_first else trains
+    if rest:
+        sha = model_sha(teacher) if kd is not None else None
+        configs = [student_part(arch, kd, t, train_images, eval_images, data.fingerprint, sha)[1] for t in rest]
+        payload = (teacher.arch, {k: v.detach().cpu() for k, v in teacher.state_dict().items()}) if kd is not None else None
+        fn = functools.partial(student_run_part, data=data_for(data, executor), teacher=payload, splits=tuple(splits))
+        rows += store.compute(_kind_of, configs, fn, executor, progress=progress, desc=f"{arch} seeds")
+    return seed_stats([r[metric] for r in rows]), rows, model
 
 
 @dataclass(frozen=True)
@@ -359,182 +437,43 @@ def over_seeds(run: Callable[[int], dict], seeds: Sequence[int], metric: str = "
     return seed_stats([r[metric] for r in rows]), rows
 
 
-# ---------------------------------------------------------------------------------------------
-# baselines for C12: the teacher compressed to the student's size by slimlab's own methods
-# (slimlab.prune, slimlab.share, slimlab.quantize), each written to its own file, whose size on
-# disk is what is compared.
+@dataclass(frozen=True)
+class Welch:
+    """Welch's t-test of "mean(a) > mean(b)": the difference of means, t, its degrees of freedom
+    (Welch–Satterthwaite) and the one-sided p-value."""
+    diff: float
+    t: float
+    df: float
+    p: float
 
-# (name, method, size matched): parameters (nonzero) or bytes of the file on disk
-C12_PLAN = (("pruned @ params", "prune", "params"), ("low-rank @ params", "low-rank", "params"),
-            ("pruned @ bytes", "prune", "bytes"), ("low-rank @ bytes", "low-rank", "bytes"),
-            ("k-means @ bytes", "kmeans", "bytes"), ("quantized @ bytes", "quantize", "bytes"))
-C12_METHODS = ("prune", "low-rank", "kmeans", "quantize")
-FILE_SUFFIX = {"prune": ".sparse.pt", "low-rank": ".shr", "kmeans": ".shr", "quantize": ".slq"}
-
-
-def student_file_bytes(model: nn.Module, path: str | os.PathLike) -> int:
-    """The student's size on disk: its fp32 weights in slimlab's compact container
-    (`share.export_shared` of an unshared model, the container of the low-rank and k-means files)."""
-    from .share import export_shared
-    return export_shared(model, path)
+    def __str__(self) -> str:
+        return f"{self.diff:+.2f} pt, Welch t = {self.t:.2f} (df {self.df:.1f}), one-sided p = {self.p:.3g}"
 
 
-def write_compressed(model: nn.Module, method: str, path: str | os.PathLike) -> int:
-    """Write a compressed teacher with its method's own file format; returns the bytes on disk:
-    'prune' -> `prune.save_sparse` (bit mask + fp32 nonzero values), 'low-rank' and 'kmeans' ->
-    `share.export_shared` (factors; codebooks + packed indices), 'quantize' -> `quantize.save_quantized`
-    (packed integer codes + scales)."""
-    from . import prune, quantize, share
-    _check_method(method)
-    if method == "prune":
-        return prune.save_sparse(model, path, values="fp32")
-    if method == "quantize":
-        return quantize.save_quantized(model, path)
-    return share.export_shared(model, path)
+def welch_test(a: Sequence[float], b: Sequence[float]) -> Welch:
+    """One-sided Welch t-test that the mean of `a` exceeds the mean of `b` (unequal variances;
+    `scipy.stats.ttest_ind(a, b, equal_var=False, alternative='greater')`). Each needs >= 2 values.
+    When both have zero spread the test is degenerate: p = 0 if mean(a) > mean(b), 1 if it is lower,
+    0.5 on a tie (t = ±inf or 0, df = n_a + n_b - 2)."""
+    from scipy import stats
+    xa, xb = [float(v) for v in a], [float(v) for v in b]
+    if len(xa) < 2 or len(xb) < 2:
+        raise ValueError(f"welch_test needs at least 2 values on each side, got {len(xa)} and {len(xb)}")
+    diff = statistics.fmean(xa) - statistics.fmean(xb)
+    va, vb = statistics.variance(xa), statistics.variance(xb)
+    if va == 0 and vb == 0:
+        t = math.copysign(math.inf, diff) if diff else 0.0
+        return Welch(diff, t, float(len(xa) + len(xb) - 2), 0.0 if diff > 0 else 1.0 if diff < 0 else 0.5)
+    se2a, se2b = va / len(xa), vb / len(xb)
+    df = (se2a + se2b) ** 2 / (se2a ** 2 / (len(xa) - 1) + se2b ** 2 / (len(xb) - 1))
+    res = stats.ttest_ind(xa, xb, equal_var=False, alternative="greater")
+    return Welch(diff, float(res.statistic), float(df), float(res.pvalue))
 
 
-def read_compressed(method: str, path: str | os.PathLike) -> nn.Module:
-    """The model in a file written by `write_compressed` (eval mode, CPU), rebuilt from the file alone."""
-    from . import prune, quantize, share
-    _check_method(method)
-    loader = {"prune": prune.load_sparse, "quantize": quantize.load_quantized}.get(method, share.load_shared)
-    return loader(path)
-
-
-def _check_method(method) -> str:
-    if method not in C12_METHODS:
-        raise ValueError(f"method must be one of {C12_METHODS}, got {method!r}")
-    return method
-
-
-def nonzero_params(model: nn.Module) -> int:
-    """Nonzero parameter values of `model`, pruning masks applied (the effective weights)."""
-    from .prune import unmasked_copy
-    return count_params(unmasked_copy(model)).nonzero
-
-
-def match_size(make: Callable[[float], nn.Module], size: Callable[[nn.Module], int], target: int,
-               iters: int = 10) -> tuple[float, nn.Module]:
-    """The largest knob in (0, 1] (bisection) whose model `make(knob)` has `size(model) <= target`;
-    size must grow with the knob. Returns (knob, model). Raises ValueError if even a tiny knob is too big."""
-    if not callable(make) or not callable(size):
-        raise TypeError("make and size must be callables")
-    if isinstance(target, bool) or not isinstance(target, int) or target <= 0:
-        raise ValueError(f"target must be a positive int, got {target!r}")
-    top = make(1.0)
-    if size(top) <= target:
-        return 1.0, top
-    lo, hi, best = 1e-3, 1.0, None
-    m = make(lo)
-    if size(m) > target:
-        raise ValueError(f"cannot reach size {target}: even knob {lo} gives {size(m)}")
-    best = (lo, m)
-    for _ in range(iters):
-        mid = (lo + hi) / 2
-        m = make(mid)
-        if size(m) <= target:
-            lo, best = mid, (mid, m)
-        else:
-            hi = mid
-    return best
-
-
-def compress_to_size(teacher: nn.Module, method: str, matched: str, params: int, nbytes: int,
-                     scratch: str | os.PathLike, *, iters: int = 8) -> tuple[float, nn.Module]:
-    """The teacher compressed by `method` to at most the student's size: `params` nonzero parameters
-    (matched='params') or `nbytes` bytes of the method's file (matched='bytes', measured by writing
-    the file to `scratch`). Returns (knob, compressed model, still trainable):
-
-    * 'prune': global magnitude pruning (`prune.prune_magnitude`), knob = fraction of weights kept;
-    * 'low-rank': truncated SVD per layer (`share.low_rank`), knob = retained energy;
-    * 'kmeans': k-means sharing (`share.kmeans_share`, grad='mean'), knob = bits, the most that fit;
-    * 'quantize': weight-only post-training quantization, per channel (`quantize.quantize_model`),
-      knob = bits, the most that fit (quantization keeps every parameter: bytes only).
-    The size grows with each knob, so bisection (prune, low-rank, `iters` steps) or a scan from the
-    most bits down finds the largest that fits."""
-    from . import prune, quantize, share
-    if not isinstance(teacher, nn.Module):
-        raise TypeError(f"teacher must be an nn.Module, got {type(teacher).__name__}")
-    _check_method(method)
-    if matched not in ("params", "bytes"):
-        raise ValueError(f"matched must be 'params' or 'bytes', got {matched!r}")
-    for what, v in (("params", params), ("nbytes", nbytes)):
-        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-            raise ValueError(f"{what} must be a positive int, got {v!r}")
-    if matched == "params" and method in ("kmeans", "quantize"):
-        raise ValueError(f"{method} keeps every parameter, so it can only be matched by bytes")
-    path = Path(scratch)
-    file_size = lambda m: write_compressed(m, method, path)
-    if method == "prune":
-        make = lambda keep: prune.prune_magnitude(teacher, 1.0 - keep, "global")
-        return match_size(make, nonzero_params if matched == "params" else file_size,
-                          params if matched == "params" else nbytes, iters)
-    if method == "low-rank":
-        make = lambda energy: share.low_rank(teacher, energy=energy)[0]
-        return match_size(make, (lambda m: count_params(m).total) if matched == "params" else file_size,
-                          params if matched == "params" else nbytes, iters)
-    top = 8   # the usual widest integer format; more bits buy nothing measurable at these sizes
-    for bits in range(top, 0 if method == "kmeans" else 1, -1):
-        m = (share.kmeans_share(teacher, share.KMeansConfig(bits=bits, grad="mean")) if method == "kmeans" else
-             quantize.quantize_model(teacher, quantize.QuantConfig(bits=bits, act_bits=None)))
-        if file_size(m) <= nbytes:
-            return float(bits), m
-    raise ValueError(f"cannot reach {nbytes} bytes with {method}: even the fewest bits are too big")
-
-
-def finetune_config(steps: int, seed: int = 0, batch_size: int = 128) -> TrainConfig:
-    """A short, gentle fine-tune for a compressed teacher: cosine from lr 0.01, no warm-up."""
-    return TrainConfig(steps=steps, batch_size=batch_size, lr=0.01, schedule="cosine", warmup=0.0,
-                       label_smoothing=0.1, seed=seed)
-
-
-def finetune(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, *, seed: int = 0,
-             batch_size: int = 128, progress: bool = True, desc: str = "fine-tune") -> nn.Module:
-    """Fine-tune a compressed teacher in place for `steps` steps with `train.fit`; returns it (CPU, eval).
-    Its compression survives: pruning masks and k-means codebooks are parametrizations that `fit`
-    trains through (pruned weights stay zero, shared weights stay shared), low-rank factors stay factors."""
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0:
-        raise ValueError(f"steps must be a positive int, got {steps!r}")
-    fit(model, x, y, finetune_config(steps, seed, batch_size), progress=progress, desc=desc)
-    return model.cpu().to(memory_format=torch.contiguous_format).eval()
-
-
-def c12_baseline(teacher: nn.Module, name: str, method: str, matched: str, params: int, nbytes: int,
-                 path: str | os.PathLike, *, train: tuple[torch.Tensor, torch.Tensor] | None = None,
-                 finetune_steps: int = 0, test: tuple[torch.Tensor, torch.Tensor] | None = None,
-                 iters: int = 8, progress: bool = True) -> tuple[dict, nn.Module]:
-    """One C12 baseline: the teacher compressed by `method` to the student's size (`compress_to_size`),
-    fine-tuned for `finetune_steps` on `train` (not the post-training quantized one), written to `path`
-    in its method's format. Returns (record, model read back from the file): the record holds the
-    knob, the file's bytes on disk, parameters, nonzero parameters and, with `test`, the test accuracy
-    (%) of the model read back from the file — what a user of the file would get."""
-    path = Path(path)
-    t0 = time.perf_counter()
-    knob, model = compress_to_size(teacher, method, matched, params, nbytes, path, iters=iters)
-    if finetune_steps and method != "quantize":
-        if train is None:
-            raise ValueError("fine-tuning a baseline needs train=(images, labels)")
-        model = finetune(model, train[0], train[1], finetune_steps, progress=progress, desc=f"fine-tune {name}")
-    file_bytes = write_compressed(model, method, path)
-    back = read_compressed(method, path)
-    pc = count_params(back)
-    rec = {"name": name, "method": method, "matched": matched, "knob": knob, "file_bytes": file_bytes,
-           "params": pc.total, "nonzero": pc.nonzero, "finetune_steps": finetune_steps if method != "quantize" else 0,
-           "seconds": round(time.perf_counter() - t0, 1)}
-    budget = params if matched == "params" else nbytes
-    size = pc.nonzero if matched == "params" else file_bytes
-    if size > budget:
-        raise RuntimeError(f"{name}: size {size} exceeds the student's {budget} {matched} after fine-tuning")
-    if test is not None:
-        rec["test_acc"] = evaluate(back, test[0], test[1])["acc"]
-    return rec, back
-
-
-def c12_baselines(teacher: nn.Module, params: int, nbytes: int, workdir: str | os.PathLike, **kw
-                  ) -> list[tuple[dict, nn.Module]]:
-    """Every baseline of `C12_PLAN` (`c12_baseline`), files written under `workdir`."""
-    out = []
-    for name, method, matched in C12_PLAN:
-        path = Path(workdir) / f"c12-{method}-{matched}{FILE_SUFFIX[method]}"
-        out.append(c12_baseline(teacher, name, method, matched, params, nbytes, path, **kw))
-    return out
+def gap_closed(kd: float, scratch: float, teacher: float) -> float | None:
+    """The fraction of the teacher–student gap that distillation closed, (kd - scratch) / (teacher -
+    scratch), accuracies in %: 0 = no better than scratch, 1 = as good as the teacher. None when the
+    teacher is not above the scratch student (no gap to close)."""
+    kd, scratch, teacher = (check_number(v, what) for v, what in ((kd, "kd"), (scratch, "scratch"),
+                                                                  (teacher, "teacher")))
+    return (kd - scratch) / (teacher - scratch) if teacher > scratch else None
