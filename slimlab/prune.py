@@ -1,20 +1,26 @@
 """Pruning (notebook 03): weight statistics, magnitude masks, activation statistics, channel removal,
-and a sparse file format.
+and a sparse file format — a library to reuse on any model with Conv2d / Linear layers (channel removal
+needs a slimlab ResNet).
 
 * Weight statistics: per-layer normal and Gaussian-mixture fits (scipy / scikit-learn) with the
-  Kolmogorov–Smirnov distance as the goodness-of-fit number (C6).
-* Unstructured pruning: exact-count magnitude masks, layer-wise or global, one-shot or gradual
-  (Zhu & Gupta's cubic schedule through `fit`'s `on_step` hook), a random baseline with the same
-  per-layer counts. A mask is a `torch.nn.utils.parametrize` parametrization on `weight`, so the
-  original stays reachable and training through `fit` keeps pruned weights at zero (C7).
+  Kolmogorov–Smirnov distance as the goodness-of-fit number, and peakedness beyond the fitted normal (C6).
+* Unstructured pruning: exact-count magnitude masks, layer-wise or global (the same masks as
+  `torch.nn.utils.prune.l1_unstructured` / `global_unstructured` where no two |w| tie; ties go by
+  position), one-shot or gradual (Zhu & Gupta's cubic schedule through `fit`'s `on_step` hook), a random
+  baseline with the same per-layer counts, and `recalibrate_bn` for one-shot models. A mask is a
+  `torch.nn.utils.parametrize` parametrization on `weight`, so the original stays reachable, training
+  through `fit` keeps pruned weights at zero, and `remove_masks` removes masks only (C7).
 * Activation statistics: APoZ (average percentage of zeros after a ReLU, Hu et al. 2016,
   arXiv 1607.03250) per channel, gathered with forward hooks that a context manager removes (C8).
 * Structured pruning that physically removes channels. Our ResNets use option-A (parameter-free)
   shortcuts, so the residual stream's channels are shared by every block of a stage; the simple
   consistent scheme removes the *inner* channels of each BasicBlock (conv1's outputs, bn1, conv2's
   inputs) and leaves the residual stream untouched (as Li et al. 2017 do for CIFAR ResNets).
-* Storage: a sparse file (bitmask + nonzero values, fp32 or int8) and dense files that rebuild
-  slimmed models on their own. Every file is written atomically.
+  `torch_pruning_channels` makes the same cut with Torch-Pruning's dependency graph, for comparison.
+* Storage: a sparse file (per layer the cheaper of a bitmask and gap-coded positions, plus the nonzero
+  values, fp32 or int8) and dense files that rebuild slimmed models on their own. Every file is written
+  atomically and loaded with `files.load_torch` (weights only; a foreign or damaged file gives one
+  `CheckpointError` naming it).
 """
 from __future__ import annotations
 
@@ -31,51 +37,36 @@ import torch
 import torch.nn as nn
 import torch.nn.utils.parametrize as parametrize
 
-from .files import atomic_torch_save
-from .models import BasicBlock, build
+from .checks import check_choice, check_fraction, check_int, check_model, check_number, check_tensor
+from .files import CheckpointError, atomic_torch_save, load_state as _load_state_into, load_torch
+from .models import BasicBlock, baked_copy, baked_state_dict, from_arch, resize_block, weight_layers
+from .packing import gaps_from_mask, mask_from_gaps, pack_bits, unpack_bits
 from .train import TrainConfig, evaluate, fit
 
 SCOPES = ("layer", "global")
 CHANNEL_METHODS = ("apoz", "l1", "random")
 VALUE_FORMATS = ("fp32", "int8")
-SPARSE_FORMAT = "slimlab-sparse/1"
+SPARSE_FORMAT = "slimlab-sparse/2"
 DENSE_FORMAT = "slimlab-dense/1"
+GAP_BITS = (2, 3, 4, 5, 6, 8)      # widths tried for gap-coded positions (the bitmask is the other choice)
 
 
 # ---------------------------------------------------------------------------------------------
-# argument checks
-
-def _check_model(model) -> None:
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-
+# argument checks (the shared validators, with this module's wording)
 
 def _check_sparsity(sparsity, what: str = "sparsity") -> float:
-    if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)):
-        raise TypeError(f"{what} must be a number in [0, 1), got {type(sparsity).__name__}")
-    if not 0.0 <= float(sparsity) < 1.0:
-        raise ValueError(f"{what} must be in [0, 1) (the fraction of weights set to zero), got {sparsity}")
-    return float(sparsity)
+    return check_fraction(sparsity, what)
 
 
-def _check_fraction(fraction) -> float:
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)):
-        raise TypeError(f"fraction must be a number in [0, 1), got {type(fraction).__name__}")
-    if not 0.0 <= float(fraction) < 1.0:
-        raise ValueError(f"fraction must be in [0, 1) (the share of channels removed per block), got {fraction}")
-    return float(fraction)
-
-
-def _check_choice(value, allowed: tuple[str, ...], what: str) -> str:
-    if value not in allowed:
-        raise ValueError(f"{what} must be one of {allowed}, got {value!r}")
-    return value
+# the base helpers under the names other modules (combine, distill) and older notebooks used
+plain_state_dict = baked_state_dict     # masks (every parametrization) folded into plain weights
+unmasked_copy = baked_copy              # a plain copy, masks baked in
+build_from_arch = from_arch             # an untrained model of a saved .arch
 
 
 def prunable_layers(model: nn.Module, layers: list[str] | tuple[str, ...] | None = None) -> dict[str, nn.Module]:
-    """The Conv2d and Linear modules of `model` by name (model order); `layers` picks some by name."""
-    _check_model(model)
-    found = {n: m for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
+    """`models.weight_layers(model)` (Conv2d and Linear by name, model order); `layers` picks some by name."""
+    found = weight_layers(model)
     if not found:
         raise ValueError(f"{type(model).__name__} has no prunable layer (no nn.Conv2d or nn.Linear)")
     if layers is None:
@@ -101,7 +92,8 @@ class WeightFit:
     mean: float
     std: float
     excess_kurtosis: float        # 0 for a normal; > 0 means more mass near zero and in the tails
-    share_small: float            # share of weights with |w| < 0.1 * max |w|, in [0, 1]
+    share_small: float            # share of weights with |w| < 0.1 * max |w|, in [0, 1] (~0.3 for any normal)
+    near_zero_ratio: float        # share with |w| < near * std, over what the fitted normal puts there (1 = normal)
     normal_ks: float              # Kolmogorov–Smirnov distance to the fitted normal, in [0, 1]
     mixture_ks: float             # KS distance to the fitted Gaussian mixture, in [0, 1]
     mixture_weights: tuple[float, ...]
@@ -127,8 +119,9 @@ def mixture_pdf(x: np.ndarray, weights, means, stds) -> np.ndarray:
 
 
 def fit_weights(w: torch.Tensor, *, components: int = 2, max_samples: int = 20000, seed: int = 0,
-                layer: str = "") -> WeightFit:
-    """Fit a normal (scipy) and a `components`-Gaussian mixture (scikit-learn EM) to the values of `w`."""
+                layer: str = "", near: float = 0.25) -> WeightFit:
+    """Fit a normal (scipy) and a `components`-Gaussian mixture (scikit-learn EM) to the values of `w`;
+    `near_zero_ratio` compares the share of weights within `near` stds of zero with the fitted normal's."""
     from scipy import stats
     from sklearn.mixture import GaussianMixture
     if not isinstance(w, torch.Tensor):
@@ -137,6 +130,8 @@ def fit_weights(w: torch.Tensor, *, components: int = 2, max_samples: int = 2000
         raise ValueError(f"need at least 10 weights to fit a distribution, got {w.numel()}")
     if not isinstance(components, int) or components < 1:
         raise ValueError(f"components must be an int >= 1, got {components!r}")
+    check_tensor(w, "w", finite=True)
+    near = check_number(near, "near", 0.0, lo_open=True)
     v = w.detach().double().flatten().cpu().numpy()
     rng = np.random.default_rng(seed)
     sample = rng.choice(v, max_samples, replace=False) if v.size > max_samples else v
@@ -146,16 +141,20 @@ def fit_weights(w: torch.Tensor, *, components: int = 2, max_samples: int = 2000
     pi, m, s = gm.weights_, gm.means_[:, 0], np.sqrt(gm.covariances_.reshape(components))
     mixture_ks = stats.kstest(sample, lambda t: mixture_cdf(t, pi, m, s)).statistic
     big = np.abs(v).max()
-    return WeightFit(layer, int(v.size), float(v.mean()), float(v.std()), float(stats.kurtosis(v)),
-                     float((np.abs(v) < 0.1 * big).mean()) if big > 0 else 1.0,
+    sd_all = float(v.std())
+    band = near * sd_all
+    expected = stats.norm.cdf(band, v.mean(), sd_all) - stats.norm.cdf(-band, v.mean(), sd_all) if sd_all > 0 else 1.0
+    near_ratio = float((np.abs(v) < band).mean() / expected) if expected > 0 else float("nan")
+    return WeightFit(layer, int(v.size), float(v.mean()), sd_all, float(stats.kurtosis(v)),
+                     float((np.abs(v) < 0.1 * big).mean()) if big > 0 else 1.0, near_ratio,
                      float(normal_ks), float(mixture_ks), tuple(map(float, pi)), tuple(map(float, m)),
                      tuple(map(float, s)))
 
 
 def weight_stats(model: nn.Module, layers: list[str] | None = None, *, components: int = 2,
-                 max_samples: int = 20000, seed: int = 0) -> list[WeightFit]:
+                 max_samples: int = 20000, seed: int = 0, near: float = 0.25) -> list[WeightFit]:
     """`fit_weights` for every prunable layer of `model` (the effective weights if masked)."""
-    return [fit_weights(m.weight, components=components, max_samples=max_samples, seed=seed, layer=n)
+    return [fit_weights(m.weight, components=components, max_samples=max_samples, seed=seed, layer=n, near=near)
             for n, m in prunable_layers(model, layers).items()]
 
 
@@ -184,15 +183,23 @@ def _keep_mask(scores: torch.Tensor, n_prune: int) -> torch.Tensor:
 
 def magnitude_masks(model: nn.Module, sparsity: float, scope: str = "layer",
                     layers: list[str] | None = None) -> dict[str, torch.Tensor]:
-    """Masks (True = kept) that zero exactly round(sparsity * n) smallest-|w| weights.
+    """Masks (True = kept) that prune exactly round(sparsity * n) weights of smallest |w|.
 
-    scope='layer': every layer gets `sparsity`; scope='global': one threshold over all `layers`,
-    so the overall sparsity is exact and layers differ. Scores are the effective (masked) weights.
-    """
+    scope='layer': every layer gets `sparsity` (as `torch.nn.utils.prune.l1_unstructured`);
+    scope='global': one ranking over all `layers` (as `torch.nn.utils.prune.global_unstructured`), so
+    the overall count is exact and layers differ. Scores are the effective (masked) weights, so weights
+    already zero go first; among equal |w| the earlier index (flattened, model order) is pruned first.
+    NaN weights raise ValueError (they have no magnitude to rank)."""
     s = _check_sparsity(sparsity)
-    _check_choice(scope, SCOPES, "scope")
+    check_choice(scope, SCOPES, "scope")
     mods = prunable_layers(model, layers)
-    weights = {n: m.weight.detach().abs() for n, m in mods.items()}
+    weights = {}
+    for n, m in mods.items():
+        w = m.weight.detach()
+        if w.is_floating_point() and bool(torch.isnan(w).any()):
+            raise ValueError(f"the weight of {n} holds {int(torch.isnan(w).sum())} NaN value(s); "
+                             "magnitude pruning needs finite (or infinite) numbers to rank")
+        weights[n] = w.abs()
     if scope == "layer":
         return {n: _keep_mask(w, round(s * w.numel())) for n, w in weights.items()}
     flat = torch.cat([w.flatten().cpu() for w in weights.values()])
@@ -228,6 +235,13 @@ def shuffle_masks(masks: dict[str, torch.Tensor], seed: int = 0) -> dict[str, to
     return out
 
 
+def _mask_of(mod: nn.Module) -> Mask | None:
+    """The `Mask` in `mod.weight`'s parametrization chain, or None."""
+    if not parametrize.is_parametrized(mod, "weight"):
+        return None
+    return next((p for p in mod.parametrizations.weight if isinstance(p, Mask)), None)
+
+
 def apply_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> nn.Module:
     """Put each mask on its layer's `weight` as a `Mask` parametrization (or update the one there); returns model."""
     mods = prunable_layers(model, list(masks))
@@ -235,9 +249,9 @@ def apply_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> nn.Module:
         mod = mods[n]
         if tuple(mask.shape) != tuple(mod.weight.shape):
             raise ValueError(f"mask for {n} has shape {tuple(mask.shape)}, the weight {tuple(mod.weight.shape)}")
-        if parametrize.is_parametrized(mod, "weight") and isinstance(mod.parametrizations.weight[0], Mask):
-            buf = mod.parametrizations.weight[0].mask
-            buf.copy_(mask.to(buf.device))
+        existing = _mask_of(mod)
+        if existing is not None:
+            existing.mask.copy_(mask.to(existing.mask.device))
         else:
             parametrize.register_parametrization(mod, "weight", Mask(mask.to(mod.weight.device)))
     return model
@@ -245,20 +259,37 @@ def apply_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> nn.Module:
 
 def get_masks(model: nn.Module) -> dict[str, torch.Tensor]:
     """The current `Mask` of every masked layer of `model`."""
-    _check_model(model)
-    return {n: m.parametrizations.weight[0].mask.clone() for n, m in model.named_modules()
-            if parametrize.is_parametrized(m, "weight") and isinstance(m.parametrizations.weight[0], Mask)}
+    check_model(model)
+    return {n: mk.mask.clone() for n, m in model.named_modules() if (mk := _mask_of(m)) is not None}
 
 
+@torch.no_grad()
 def remove_masks(model: nn.Module) -> nn.Module:
-    """Make the masks permanent: plain weights with the zeros baked in; returns model.
+    """Make the masks permanent, in place: the zeros go into the weights and the `Mask`
+    parametrizations go; any other parametrization on the same weight (a fake-quantizer, a codebook)
+    stays, computing on the masked weight as before. Returns model.
 
-    Use it on a model that was masked itself, not on a `copy.deepcopy` of a masked model (the copy
-    shares torch's parametrized classes with the original); `unmasked_copy` gives a safe copy."""
-    _check_model(model)
-    for m in model.modules():
-        if parametrize.is_parametrized(m, "weight"):
+    A mask must come first in its weight's chain (prune, then quantize or share); a mask registered
+    after another parametrization raises ValueError, since its zeros cannot be moved into the original.
+    Use it on a model that was masked itself, not on a `copy.deepcopy` of one (the copy shares torch's
+    parametrized classes with the original); `models.baked_copy` gives a safe plain copy."""
+    check_model(model)
+    for name, m in model.named_modules():
+        if not parametrize.is_parametrized(m, "weight"):
+            continue
+        chain = m.parametrizations.weight
+        where = [i for i, p in enumerate(chain) if isinstance(p, Mask)]
+        if not where:
+            continue
+        if where != list(range(len(where))):
+            raise ValueError(f"{name or 'model'}.weight has a Mask after another parametrization "
+                             f"({type(chain[0]).__name__}); remove that one first, or mask before it")
+        if len(where) == len(chain):      # masks only: torch bakes them and restores a plain Parameter
             parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
+            continue
+        for i in reversed(where):         # masks first, others after: fold the zeros into `original`
+            chain.original.mul_(chain[i].mask.to(chain.original.dtype))
+            del chain[i]
     return model
 
 
@@ -277,14 +308,14 @@ def layer_sparsity(model: nn.Module, layers: list[str] | None = None) -> dict[st
 def prune_magnitude(model: nn.Module, sparsity: float, scope: str = "layer",
                     layers: list[str] | None = None) -> nn.Module:
     """One-shot magnitude pruning of a copy of `model`; the copy carries `Mask` parametrizations."""
-    out = unmasked_copy(model)
+    out = baked_copy(model)
     return apply_masks(out, magnitude_masks(out, sparsity, scope, layers))
 
 
 def prune_random(model: nn.Module, sparsity: float, layers: list[str] | None = None, seed: int = 0,
                  like: dict[str, torch.Tensor] | None = None) -> nn.Module:
     """Random pruning of a copy of `model` (layer-wise, or with the per-layer counts of `like`)."""
-    out = unmasked_copy(model)
+    out = baked_copy(model)
     masks = shuffle_masks(like, seed) if like is not None else random_masks(out, sparsity, layers, seed)
     return apply_masks(out, masks)
 
@@ -308,7 +339,7 @@ def gradual_pruning(model: nn.Module, final: float, scope: str = "layer", layers
     """Install all-ones masks on `model` now and return an `on_step` hook for `fit` that re-prunes by
     magnitude to `cubic_sparsity(step, total, ...)` every `every` steps (and at the last step)."""
     _check_sparsity(final, "final")
-    _check_choice(scope, SCOPES, "scope")
+    check_choice(scope, SCOPES, "scope")
     if not isinstance(every, int) or every < 1:
         raise ValueError(f"every must be an int >= 1, got {every!r}")
     apply_masks(model, magnitude_masks(model, initial, scope, layers))
@@ -329,24 +360,29 @@ def finetune_config(steps: int, batch_size: int, lr: float, seed: int = 0) -> Tr
 FINETUNE_VARIANTS = ("magnitude", "random", "gradual")
 
 
-def pruned_copy(model: nn.Module, sparsity: float, variant: str, scope: str = "global", seed: int = 0) -> nn.Module:
+def pruned_copy(model: nn.Module, sparsity: float, variant: str, scope: str = "global", seed: int = 0,
+                bn_x: torch.Tensor | None = None) -> nn.Module:
     """The starting point of one fine-tune variant at `sparsity`: one-shot magnitude masks ('magnitude'),
     random masks with the same per-layer counts as those ('random'), or the unmasked model ('gradual',
-    which `gradual_pruning` prunes during the fine-tune)."""
-    _check_choice(variant, FINETUNE_VARIANTS, "variant")
+    which `gradual_pruning` prunes during the fine-tune). With training images `bn_x`, the one-shot
+    models get their batch-norm statistics recalibrated on them (`recalibrate_bn`)."""
+    check_choice(variant, FINETUNE_VARIANTS, "variant")
     if variant == "gradual":
-        return unmasked_copy(model)
+        return baked_copy(model)
     mag = prune_magnitude(model, sparsity, scope)
-    return mag if variant == "magnitude" else prune_random(model, sparsity, like=get_masks(mag), seed=seed)
+    out = mag if variant == "magnitude" else prune_random(model, sparsity, like=get_masks(mag), seed=seed)
+    return recalibrate_bn(out, bn_x) if bn_x is not None else out
 
 
 def finetune_pruned(model: nn.Module, sparsity: float, variant: str, train: tuple[torch.Tensor, torch.Tensor],
-                    config: TrainConfig, *, scope: str = "global", seed: int = 0, progress: bool = True) -> nn.Module:
-    """A copy of `model` pruned to `sparsity` by `variant` (see `pruned_copy`) and fine-tuned with `fit`
-    (the gradual variant reaches the sparsity along the cubic schedule during it). Masks stay attached;
-    the result is checked to hold at least `sparsity` zeros."""
+                    config: TrainConfig, *, scope: str = "global", seed: int = 0, bn_x: torch.Tensor | None = None,
+                    progress: bool = True) -> nn.Module:
+    """A copy of `model` pruned to `sparsity` by `variant` (see `pruned_copy`; `bn_x`: training images to
+    recalibrate batch norm on before the fine-tune) and fine-tuned with `fit` (the gradual variant reaches
+    the sparsity along the cubic schedule during it). Masks stay attached; the result is checked to hold
+    at least `sparsity` zeros."""
     s = _check_sparsity(sparsity)
-    net = pruned_copy(model, s, variant, scope, seed)
+    net = pruned_copy(model, s, variant, scope, seed, bn_x)
     hook = gradual_pruning(net, s, scope) if variant == "gradual" else None
     fit(net, train[0], train[1], config, on_step=hook, progress=progress, desc=f"{variant} {s:.0%}")
     net = net.cpu().eval()
@@ -354,6 +390,38 @@ def finetune_pruned(model: nn.Module, sparsity: float, variant: str, train: tupl
     if got < s - 1e-4:
         raise RuntimeError(f"{variant} fine-tune lost sparsity: {got:.5f} < {s}")
     return net
+
+
+@torch.no_grad()
+def recalibrate_bn(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> nn.Module:
+    """Re-estimate every BatchNorm's running mean and variance on images `x` (training images), in
+    place: statistics reset, then one pass over `x` in train mode with a cumulative average
+    (momentum None), no gradients, no weight changes. Returns model, in the mode it came in.
+
+    After one-shot pruning the stored statistics describe the unpruned network's activations; without
+    this a heavily pruned model (random masks above all) can fall to chance for that reason alone."""
+    from .data import to_float
+    check_model(model)
+    check_tensor(x, "x", dims=4)
+    check_int(batch_size, "batch_size", 1)
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return model
+    was_training = model.training
+    dev = next(model.parameters()).device
+    saved = [bn.momentum for bn in bns]
+    try:
+        for bn in bns:
+            bn.reset_running_stats()
+            bn.momentum = None
+        model.train()
+        for i in range(0, len(x), batch_size):
+            model(to_float(x[i:i + batch_size]).to(dev))
+    finally:
+        for bn, mom in zip(bns, saved):
+            bn.momentum = mom
+        model.train(was_training)
+    return model
 
 
 @torch.no_grad()
@@ -383,7 +451,7 @@ def sensitivity(model: nn.Module, x: torch.Tensor, y: torch.Tensor, sparsities: 
 
 def blocks(model: nn.Module) -> dict[str, BasicBlock]:
     """The BasicBlocks of a CIFAR ResNet by name; their inner channels are what channel pruning removes."""
-    _check_model(model)
+    check_model(model)
     found = {n: m for n, m in model.named_modules() if isinstance(m, BasicBlock)}
     if not found:
         raise ValueError(f"{type(model).__name__} has no BasicBlock; channel pruning needs a slimlab ResNet")
@@ -423,8 +491,8 @@ def apoz(model: nn.Module, x: torch.Tensor, layers: list[str] | None = None,
          batch_size: int = 500) -> dict[str, torch.Tensor]:
     """Average Percentage of Zeros per channel: share in [0, 1] of (image, position) where the
     ReLU after each named module outputs zero, over images `x`. Default: every block's bn1."""
-    from .train import predict
-    _check_model(model)
+    from .data import to_float
+    check_model(model)
     if not isinstance(x, torch.Tensor) or x.dim() != 4 or len(x) == 0:
         raise ValueError("x must be a non-empty image batch (N, C, H, W)")
     named = dict(model.named_modules())
@@ -435,8 +503,14 @@ def apoz(model: nn.Module, x: torch.Tensor, layers: list[str] | None = None,
         if unknown:
             raise ValueError(f"unknown module(s) {unknown}; see model.named_modules() for names")
         mods = {n: named[n] for n in layers}
-    with zero_counter(mods) as counts:
-        predict(model, x, batch_size)
+    dev, was_training = next(model.parameters()).device, model.training
+    model.eval()
+    try:
+        with zero_counter(mods) as counts:
+            for i in range(0, len(x), batch_size):        # uint8 images, or any float input the model takes
+                model(to_float(x[i:i + batch_size]).to(dev))
+    finally:
+        model.train(was_training)
     return {n: (c[0] / c[1]).float() for n, c in counts.items()}
 
 
@@ -444,7 +518,7 @@ def channel_scores(model: nn.Module, method: str, x: torch.Tensor | None = None,
                    seed: int = 0) -> dict[str, torch.Tensor]:
     """Importance of each inner channel per block (higher = keep): 1 - APoZ on images `x`,
     the L1 norm of conv1's filter (Li et al.), or random."""
-    _check_choice(method, CHANNEL_METHODS, "method")
+    check_choice(method, CHANNEL_METHODS, "method")
     bl = blocks(model)
     if method == "apoz":
         if x is None:
@@ -459,7 +533,7 @@ def channel_scores(model: nn.Module, method: str, x: torch.Tensor | None = None,
 
 def select_channels(scores: dict[str, torch.Tensor], fraction: float) -> dict[str, torch.Tensor]:
     """Sorted indices of the channels kept per block: the round(fraction * C) lowest scores go (at least one stays)."""
-    f = _check_fraction(fraction)
+    f = check_fraction(fraction, "fraction")
     if not isinstance(scores, dict) or not scores:
         raise ValueError("scores must be a non-empty dict {block name: per-channel scores}")
     out = {}
@@ -468,15 +542,6 @@ def select_channels(scores: dict[str, torch.Tensor], fraction: float) -> dict[st
         k = c - min(c - 1, round(f * c))
         out[n] = torch.sort(torch.argsort(s, descending=True, stable=True)[:k]).values
     return out
-
-
-def _resize_block(block: BasicBlock, k: int) -> None:
-    """Give `block` k inner channels (fresh modules of the right shapes, same device/dtype)."""
-    c1, c2 = block.conv1, block.conv2
-    kw = {"device": c1.weight.device, "dtype": c1.weight.dtype}
-    block.conv1 = nn.Conv2d(c1.in_channels, k, c1.kernel_size, c1.stride, c1.padding, bias=False, **kw)
-    block.bn1 = nn.BatchNorm2d(k, eps=block.bn1.eps, momentum=block.bn1.momentum, **kw)
-    block.conv2 = nn.Conv2d(k, c2.out_channels, c2.kernel_size, c2.stride, c2.padding, bias=False, **kw)
 
 
 @torch.no_grad()
@@ -499,7 +564,7 @@ def slim_channels(model: nn.Module, keep: dict[str, torch.Tensor]) -> nn.Module:
         if idx.numel() == 0 or idx.unique().numel() != idx.numel() or idx.min() < 0 or idx.max() >= c:
             raise ValueError(f"keep[{n!r}] must be distinct channel indices in [0, {c}), at least one")
         old1, oldbn, old2 = b.conv1, b.bn1, b.conv2
-        _resize_block(b, idx.numel())
+        resize_block(b, idx.numel())
         b.conv1.weight.copy_(old1.weight[idx])
         b.conv2.weight.copy_(old2.weight[:, idx])
         for name in ("weight", "bias"):
@@ -527,7 +592,7 @@ def trim_round(net: nn.Module, fraction: float, method: str, stats_x: torch.Tens
     1 - (1 - fraction)^(1/rounds) each, and the last lands exactly on C - round(fraction * C) of each
     block's original C inner channels (`base_channels`, {block: C}). Each round is a separate call so
     that a long run can store every finished round."""
-    _check_fraction(fraction)
+    check_fraction(fraction, "fraction")
     if not isinstance(rounds, int) or isinstance(rounds, bool) or rounds < 1:
         raise ValueError(f"rounds must be an int >= 1, got {rounds!r}")
     if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < rounds:
@@ -555,7 +620,7 @@ def network_trimming(model: nn.Module, fraction: float, method: str, stats_x: to
     """Prune channels by `method`, fine-tune with `fit`, repeat `rounds` times (`trim_round`), ending with
     C - round(fraction * C) of each block's C inner channels (a new, smaller model). `stats_x`: training
     images for APoZ."""
-    _check_fraction(fraction)
+    check_fraction(fraction, "fraction")
     if not isinstance(rounds, int) or isinstance(rounds, bool) or rounds < 1:
         raise ValueError(f"rounds must be an int >= 1, got {rounds!r}")
     base = {n: b.conv1.out_channels for n, b in blocks(model).items()}
@@ -567,86 +632,102 @@ def network_trimming(model: nn.Module, fraction: float, method: str, stats_x: to
 
 
 # ---------------------------------------------------------------------------------------------
+# beside the established tool: Torch-Pruning's dependency graph (DepGraph) with L1 importance
+
+def torch_pruning_channels(model: nn.Module, fraction: float, *, inner_only: bool = True) -> nn.Module:
+    """A copy of `model` whose channels Torch-Pruning removes (`tp.pruner.MetaPruner`, its dependency
+    graph, `tp.importance.MagnitudeImportance(p=1)`: the L1 norm of every weight slice in a channel's
+    group, averaged over the group), the fc layer's outputs kept.
+
+    inner_only=True: only the blocks' inner channels are roots, and each block keeps C - round(fraction * C)
+    of them, as `prune_channels` does: the same shapes, so the same MACs, ranked by the tool. The result
+    carries `.arch` (inner_channels) and can be saved with `save_dense`.
+    inner_only=False: every conv is a root, as the tool is usually run; what its graph makes of our
+    option-A (subsample + zero-pad) shortcuts is for the caller to test: the result has no `.arch`."""
+    import torch_pruning as tp
+    f = check_fraction(fraction, "fraction")
+    bl = blocks(model)
+    if any(parametrize.is_parametrized(m) for m in model.modules()):
+        raise ValueError("torch_pruning_channels needs an unmasked model; bake the masks first (models.baked_copy)")
+    out = copy.deepcopy(model).cpu().to(memory_format=torch.contiguous_format).eval()
+    new_blocks = blocks(out)
+    roots = {n: b.conv1 for n, b in new_blocks.items()}
+    if inner_only:
+        root_ids = {id(c) for c in roots.values()}
+        ignored = [m for m in weight_layers(out).values() if id(m) not in root_ids]
+        # the tool keeps int(C * (1 - r)) channels: this r keeps exactly C - round(f * C), as select_channels
+        ratios = {c: 1.0 - (c.out_channels - min(c.out_channels - 1, round(f * c.out_channels)) + 0.5) / c.out_channels
+                  for c in roots.values()}
+        pruner = tp.pruner.MetaPruner(out, torch.rand(1, 3, 32, 32), importance=tp.importance.MagnitudeImportance(p=1),
+                                      pruning_ratio_dict=ratios, ignored_layers=ignored)
+    else:
+        pruner = tp.pruner.MetaPruner(out, torch.rand(1, 3, 32, 32), importance=tp.importance.MagnitudeImportance(p=1),
+                                      pruning_ratio=f, ignored_layers=[m for m in weight_layers(out).values()
+                                                                       if isinstance(m, nn.Linear)])
+    pruner.step()
+    if inner_only:
+        arch = dict(getattr(out, "arch", {}))
+        out.arch = {**arch, "inner_channels": {n: b.conv1.out_channels for n, b in new_blocks.items()}}
+    elif hasattr(out, "arch"):
+        del out.arch                      # the shapes no longer follow any slimlab architecture
+    if len(bl) != len(new_blocks):
+        raise RuntimeError("Torch-Pruning changed the block structure")
+    return out.eval()
+
+
+# ---------------------------------------------------------------------------------------------
 # storage: dense files that rebuild slimmed models, and the sparse format
 
-def _atomic_save(obj, path: str | os.PathLike) -> Path:
-    return atomic_torch_save(obj, path)
-
-
-def plain_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The state dict with masks folded in (keys as in an unmasked model), contiguous, on the CPU."""
-    _check_model(model)
-    out = {k: v for k, v in model.state_dict().items() if not _is_parametrization_key(k)}
-    for n, m in model.named_modules():
-        if parametrize.is_parametrized(m):
-            for t in m.parametrizations.keys():
-                out[f"{n}.{t}" if n else t] = getattr(m, t)
-    return {k: v.detach().cpu().contiguous() for k, v in out.items()}
-
-
-def _is_parametrization_key(key: str) -> bool:
-    return key.startswith("parametrizations.") or ".parametrizations." in key
-
-
-def unmasked_copy(model: nn.Module) -> nn.Module:
-    """A copy of `model` without parametrizations, masks baked into plain weights."""
-    _check_model(model)
-    if not any(parametrize.is_parametrized(m) for m in model.modules()):
-        return copy.deepcopy(model)
-    arch = getattr(model, "arch", None)
-    if not isinstance(arch, dict) or "name" not in arch:
-        raise ValueError("copying a masked model needs a slimlab ResNet (with .arch); call remove_masks on it instead")
-    p = next(model.parameters())
-    out = build_from_arch(arch).to(device=p.device, dtype=p.dtype)
-    out.load_state_dict(plain_state_dict(model))
-    return out.train(model.training)
-
-
-def build_from_arch(arch: dict) -> nn.Module:
-    """An untrained model of the architecture `arch` (a model's .arch, inner_channels included)."""
-    if not isinstance(arch, dict) or "name" not in arch:
-        raise ValueError("arch must be a slimlab model's .arch dict (with 'name', 'width', 'num_classes')")
-    model = build(arch["name"], width=arch.get("width", 1.0), num_classes=arch.get("num_classes", 10))
-    bl = blocks(model)
-    for n, k in arch.get("inner_channels", {}).items():
-        _resize_block(bl[n], int(k))
-    model.arch = dict(arch)
-    return model
-
-
 def _check_arch_model(model) -> dict:
-    _check_model(model)
+    check_model(model)
     arch = getattr(model, "arch", None)
     if not isinstance(arch, dict) or "name" not in arch:
         raise ValueError("model must be a slimlab ResNet (with .arch) to be saved with its architecture")
     return dict(arch)
 
 
+def _load_blob(path: str | os.PathLike, fmt: str, required: tuple[str, ...]) -> dict:
+    """A file written by this module, loaded safely; one clear error naming the file otherwise."""
+    blob = load_torch(path, f"{fmt} file", required=("format",))
+    if blob.get("format") != fmt:
+        raise CheckpointError(f"{path} is not a {fmt} file (its format is {blob.get('format')!r})")
+    missing = [k for k in required if k not in blob]
+    if missing:
+        raise CheckpointError(f"{path} is a damaged {fmt} file: it lacks {', '.join(missing)}")
+    return blob
+
+
+def _model_from(blob: dict, state: dict, path, fmt: str) -> nn.Module:
+    try:
+        model = from_arch(blob["arch"])
+    except (ValueError, TypeError, KeyError) as e:
+        raise CheckpointError(f"{path} is a damaged {fmt} file: its architecture is unusable ({e})") from None
+    return _load_state_into(model, state, path, f"{fmt} file").eval()
+
+
 def save_dense(model: nn.Module, path: str | os.PathLike) -> int:
     """Save `model` (masks folded in, slimmed shapes recorded) as a dense fp32 file; returns its bytes."""
     arch = _check_arch_model(model)
-    p = _atomic_save({"format": DENSE_FORMAT, "arch": arch, "state_dict": plain_state_dict(model)}, path)
-    return p.stat().st_size
+    blob = {"format": DENSE_FORMAT, "arch": arch, "state_dict": baked_state_dict(model)}
+    return atomic_torch_save(blob, path).stat().st_size
 
 
 def load_dense(path: str | os.PathLike) -> nn.Module:
-    """The model saved by `save_dense`, in eval mode on the CPU; it needs nothing but this file."""
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(blob, dict) or blob.get("format") != DENSE_FORMAT:
-        raise ValueError(f"{path}: not a {DENSE_FORMAT} file")
-    model = build_from_arch(blob["arch"])
-    model.load_state_dict(blob["state_dict"])
-    return model.eval()
+    """The model saved by `save_dense`, in eval mode on the CPU; it needs nothing but this file.
+    A missing file raises FileNotFoundError; any other file, or a damaged one, `files.CheckpointError`
+    (a ValueError) naming it."""
+    blob = _load_blob(path, DENSE_FORMAT, ("arch", "state_dict"))
+    return _model_from(blob, blob["state_dict"], path, DENSE_FORMAT)
 
 
 def save_torch_prune(model: nn.Module, masks: dict[str, torch.Tensor], path: str | os.PathLike) -> int:
     """What `torch.nn.utils.prune` saves for the same masks (weight_orig + weight_mask per layer); returns bytes."""
     import torch.nn.utils.prune as tprune
-    m = unmasked_copy(model).cpu()
+    m = baked_copy(model).cpu()
     mods = prunable_layers(m, list(masks))
     for n, mask in masks.items():
         tprune.custom_from_mask(mods[n], "weight", mask.cpu())
-    return _atomic_save({k: v.contiguous() for k, v in m.state_dict().items()}, path).stat().st_size
+    return atomic_torch_save({k: v.contiguous() for k, v in m.state_dict().items()}, path).stat().st_size
 
 
 def quantize_int8(v: torch.Tensor) -> tuple[torch.Tensor, float]:
@@ -656,29 +737,59 @@ def quantize_int8(v: torch.Tensor) -> tuple[torch.Tensor, float]:
     return torch.clamp(torch.round(v / scale), -127, 127).to(torch.int8), scale
 
 
+def encode_positions(mask: torch.Tensor) -> tuple[int, torch.Tensor]:
+    """The cheaper code of a bool mask's True positions: (0, a 1-bit-per-weight bitmask) or (b, gap
+    tokens of b bits, `packing.gaps_from_mask` with max_gap 2^b - 1) for the b in GAP_BITS that gives
+    the fewest bytes. Returns (b, packed uint8 tensor); `decode_positions` inverts it."""
+    flat = mask.detach().flatten().cpu().numpy().astype(bool)
+    best = (0, pack_bits(torch.from_numpy(flat.astype(np.int64)), 1))
+    for b in GAP_BITS:
+        if math.ceil(int(flat.sum()) * b / 8) >= best[1].numel():
+            continue                       # at least one token per kept weight: cannot beat the best
+        tokens = gaps_from_mask(flat, 2 ** b - 1)
+        if math.ceil(len(tokens) * b / 8) < best[1].numel():
+            best = (b, pack_bits(torch.from_numpy(tokens), b))
+    return best
+
+
+def decode_positions(code: int, packed: torch.Tensor, n: int, tokens: int) -> torch.Tensor:
+    """The flat bool mask of length `n` that `encode_positions` turned into (`code`, `packed`);
+    `tokens` is the number of gap tokens (unused for the bitmask)."""
+    if code == 0:
+        return unpack_bits(packed, 1, n).bool()
+    t = unpack_bits(packed, code, tokens).numpy()
+    return torch.from_numpy(mask_from_gaps(t, 2 ** code - 1, n))
+
+
 def save_sparse(model: nn.Module, path: str | os.PathLike, values: str = "fp32",
                 layers: list[str] | None = None) -> int:
-    """Save `model` with each prunable weight as a bitmask (1 bit per weight, packed) plus its nonzero
+    """Save `model` with each prunable weight as the positions of its nonzero weights plus their
     values (fp32, or int8 with one fp32 scale per layer); everything else dense. Returns file bytes.
 
-    All bitmasks go into one uint8 tensor and all values into one tensor (the other float tensors into
-    one flat fp32 tensor), so the container adds a few hundred bytes, not a few hundred per tensor."""
+    Positions are coded per layer by `encode_positions`: a 1-bit mask, or b-bit gaps where fewer
+    bytes. All positions go into one uint8 tensor and all values into one tensor (the other float
+    tensors into one flat fp32 tensor), so the container adds a few hundred bytes, not a few hundred
+    per tensor."""
     arch = _check_arch_model(model)
-    _check_choice(values, VALUE_FORMATS, "values")
+    check_choice(values, VALUE_FORMATS, "values")
     names = set(prunable_layers(model, layers))
-    state = plain_state_dict(model)
-    keys, shapes, bits, vals, counts, scales = [], [], [], [], [], []
+    state = baked_state_dict(model)
+    keys, shapes, codes, pos_bytes, tokens, pos, vals, counts, scales = [], [], [], [], [], [], [], [], []
     dense_keys, dense_shapes, dense, other = [], [], [], {}
     for k, v in state.items():
         if k.endswith(".weight") and k[:-len(".weight")] in names:
             nz = v != 0
+            code, packed = encode_positions(nz)
             keys.append(k)
             shapes.append(list(v.shape))
-            bits.append(torch.from_numpy(np.packbits(nz.flatten().numpy())))   # ceil(n / 8) bytes
+            codes.append(code)
+            pos.append(packed)
+            pos_bytes.append(packed.numel())
+            tokens.append(0 if code == 0 else len(gaps_from_mask(nz.flatten().numpy(), 2 ** code - 1)))
             nzv = v[nz].float()
             if values == "int8":
-                codes, scale = quantize_int8(nzv)
-                vals.append(codes)
+                q, scale = quantize_int8(nzv)
+                vals.append(q)
                 scales.append(scale)
             else:
                 vals.append(nzv)
@@ -691,34 +802,46 @@ def save_sparse(model: nn.Module, path: str | os.PathLike, values: str = "fp32",
             other[k] = v
     blob = {"format": SPARSE_FORMAT, "arch": arch, "value_format": values,
             "keys": keys, "shapes": shapes, "counts": counts, "scales": scales,
-            "bits": torch.cat(bits), "values": torch.cat(vals),
+            "position_codes": codes, "position_bytes": pos_bytes, "position_tokens": tokens,
+            "positions": torch.cat(pos) if pos else torch.zeros(0, dtype=torch.uint8),
+            "values": torch.cat(vals) if vals else torch.zeros(0),
             "dense_keys": dense_keys, "dense_shapes": dense_shapes,
             "dense": torch.cat(dense) if dense else torch.zeros(0), "other": other}
-    return _atomic_save(blob, path).stat().st_size
+    return atomic_torch_save(blob, path).stat().st_size
+
+
+def sparse_layout(path: str | os.PathLike) -> dict[str, str]:
+    """{weight key: 'bitmask' or 'b-bit gaps'}: how `save_sparse` coded each layer's positions."""
+    blob = _load_blob(path, SPARSE_FORMAT, ("keys", "position_codes"))
+    return {k: "bitmask" if c == 0 else f"{c}-bit gaps" for k, c in zip(blob["keys"], blob["position_codes"])}
 
 
 def load_sparse(path: str | os.PathLike) -> nn.Module:
-    """The model saved by `save_sparse` as a plain dense model (eval mode, CPU)."""
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(blob, dict) or blob.get("format") != SPARSE_FORMAT:
-        raise ValueError(f"{path}: not a {SPARSE_FORMAT} file")
-    state = dict(blob["other"])
-    i = 0
-    for k, shape in zip(blob["dense_keys"], blob["dense_shapes"]):
-        n = math.prod(shape)
-        state[k] = blob["dense"][i:i + n].view(shape).clone()
-        i += n
-    bits, vals = blob["bits"].numpy(), blob["values"]
-    b = v = 0
-    for j, (k, shape, c) in enumerate(zip(blob["keys"], blob["shapes"], blob["counts"])):
-        n = math.prod(shape)
-        nb = (n + 7) // 8
-        nz = torch.from_numpy(np.unpackbits(bits[b:b + nb], count=n).astype(bool))
-        w = torch.zeros(n, dtype=torch.float32)
-        part = vals[v:v + c]
-        w[nz] = part.float() * blob["scales"][j] if blob["value_format"] == "int8" else part
-        state[k] = w.view(shape)
-        b, v = b + nb, v + c
-    model = build_from_arch(blob["arch"])
-    model.load_state_dict(state)
-    return model.eval()
+    """The model saved by `save_sparse` as a plain dense model (eval mode, CPU). A missing file
+    raises FileNotFoundError; any other file, or a damaged one, `files.CheckpointError` (a ValueError)
+    naming it."""
+    need = ("arch", "value_format", "keys", "shapes", "counts", "scales", "position_codes", "position_bytes",
+            "position_tokens", "positions", "values", "dense_keys", "dense_shapes", "dense", "other")
+    blob = _load_blob(path, SPARSE_FORMAT, need)
+    try:
+        state = dict(blob["other"])
+        i = 0
+        for k, shape in zip(blob["dense_keys"], blob["dense_shapes"]):
+            n = math.prod(shape)
+            state[k] = blob["dense"][i:i + n].view(shape).clone()
+            i += n
+        pos, vals = blob["positions"], blob["values"]
+        b = v = 0
+        for j, (k, shape, c) in enumerate(zip(blob["keys"], blob["shapes"], blob["counts"])):
+            n, nb = math.prod(shape), blob["position_bytes"][j]
+            nz = decode_positions(blob["position_codes"][j], pos[b:b + nb], n, blob["position_tokens"][j])
+            if int(nz.sum()) != c:
+                raise ValueError(f"{k}: {int(nz.sum())} positions for {c} values")
+            w = torch.zeros(n, dtype=torch.float32)
+            part = vals[v:v + c]
+            w[nz] = part.float() * blob["scales"][j] if blob["value_format"] == "int8" else part
+            state[k] = w.view(shape)
+            b, v = b + nb, v + c
+    except (ValueError, RuntimeError, IndexError, TypeError) as e:
+        raise CheckpointError(f"{path} is a damaged {SPARSE_FORMAT} file ({e})") from None
+    return _model_from(blob, state, path, SPARSE_FORMAT)
