@@ -23,11 +23,11 @@ class ScalingSection:
     widths: tuple[float, ...]
     depths: tuple[str, ...]
     data_sizes: tuple[int, ...]
-    epochs: int
+    steps: int                     # SGD steps of every sweep cell, whatever its data size (C2: matched steps)
     seeds: tuple[int, ...]
     capacity_sizes: tuple[int, ...]
     capacity_widths: tuple[float, ...]
-    capacity_epochs: int
+    capacity_steps: int            # SGD steps of every capacity-probe point, whatever its size
     batch_size: int = 128          # sweep training batch
     eval_images: int = 0           # val/test/train images for each cell's final numbers (0 = all)
     latency_repeats: int = 20      # timed forward passes per model in the cost table
@@ -71,6 +71,8 @@ class PruneSection:
     trim_rounds: int = 1                                  # Network Trimming prune/fine-tune rounds
     latency_batch: int = 32
     stats_samples: int = 20000                            # weights per layer used by the distribution fits
+    seeds: tuple[int, ...] = (0,)                         # seeds of the knife-edge comparisons (C8's rankings)
+    latency_rounds: int = 3                               # interleaved rounds of measure.compare_latency
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,9 @@ class ShareSection:
     dkm_bits: int = 2                                              # Deep k-Means: bits of the sharing after
     dkm_strength: float = 10.0                                     # Deep k-Means: penalty strength
     dkm_steps: int = 0                                             # Deep k-Means: retrain steps (0 = finetune_steps)
+    seeds: tuple[int, ...] = (0,)                                  # seeds of the knife-edge points below (0 = the sweep's)
+    seeded_bits: tuple[int, ...] = ()                              # k-means widths fine-tuned once per seed (+ the chosen one)
+    seeded_compressions: tuple[float, ...] = ()                    # hashing factors trained once per seed
 
 
 @dataclass(frozen=True)
@@ -154,8 +159,8 @@ QUICK = Profile(
     setup=SetupSection(eval_images=2000),
     scaling=ScalingSection(
         widths=(0.125, 0.25, 0.5), depths=("resnet8",), data_sizes=(500, 1500),
-        epochs=2, seeds=(0,), capacity_sizes=(32, 128), capacity_widths=(0.125, 0.25),
-        capacity_epochs=15, batch_size=64, eval_images=500, latency_repeats=5, threads=1,
+        steps=40, seeds=(0,), capacity_sizes=(32, 128), capacity_widths=(0.125, 0.25),
+        capacity_steps=30, batch_size=64, eval_images=500, latency_repeats=5, threads=1,
     ),
     quantize=QuantizeSection(
         calib_images=128, eval_images=500, bits=(8, 4, 2), qat_steps=4,
@@ -174,7 +179,7 @@ QUICK = Profile(
         eval_images=500, energies=(0.8, 0.95), kmeans_bits=(2, 4, 8),
         finetune_steps=8, hashed_compressions=(2.0, 8.0), hashed_train_images=2000,
         hashed_epochs=1, hashed_arch="resnet8", kmeans_finetune_inits=("linear",),
-        latency_repeats=5, dkm_steps=30,
+        latency_repeats=5, dkm_steps=30, seeds=(0, 1), seeded_bits=(4,), seeded_compressions=(2.0,),
     ),
     distill=DistillSection(
         train_images=1280, epochs=1, seeds=(0,), temperatures=(4.0,), alphas=(0.9,),
@@ -194,9 +199,9 @@ FULL = Profile(
     setup=SetupSection(eval_images=0),
     scaling=ScalingSection(
         widths=(0.25, 0.5, 1.0), depths=("resnet8", "resnet20"),
-        data_sizes=(1250, 2500, 5000, 10000), epochs=15, seeds=(0, 1),
+        data_sizes=(1250, 2500, 5000, 10000), steps=1200, seeds=(0, 1),
         capacity_sizes=(256, 512, 1024, 2048, 4096), capacity_widths=(0.125, 0.25, 0.5, 1.0),
-        capacity_epochs=60, batch_size=128, eval_images=0, latency_repeats=30,
+        capacity_steps=2000, batch_size=128, eval_images=0, latency_repeats=30,
     ),
     quantize=QuantizeSection(
         calib_images=2048, eval_images=0, bits=(8, 6, 5, 4, 3, 2), qat_steps=2000,
@@ -209,13 +214,15 @@ FULL = Profile(
         apoz_images=5000, channel_fractions=(0.1, 0.25, 0.4, 0.5), latency_repeats=30,
         finetune_sparsities=(0.5, 0.8, 0.9), finetune_batch=128, finetune_lr=0.01,
         sensitivity_sparsities=(0.5, 0.7, 0.9, 0.95), sensitivity_images=2000, judge_fraction=0.25,
-        trim_rounds=2, latency_batch=32, stats_samples=20000,
+        trim_rounds=2, latency_batch=32, stats_samples=20000, seeds=(0, 1, 2),
+        latency_rounds=9,
     ),
     share=ShareSection(
         eval_images=0, energies=(0.5, 0.7, 0.8, 0.9, 0.95, 0.99), kmeans_bits=(1, 2, 3, 4, 5, 6, 8),
         finetune_steps=600, hashed_compressions=(2.0, 4.0, 8.0, 16.0),
         hashed_train_images=10000, hashed_epochs=10, hashed_arch="resnet20",
         kmeans_finetune_inits=("linear", "density"), latency_repeats=30,
+        seeds=(0, 1, 2), seeded_bits=(3, 4), seeded_compressions=(2.0,),
     ),
     distill=DistillSection(
         train_images=0, epochs=15, seeds=(0, 1, 2), temperatures=(2.0, 4.0, 8.0),
