@@ -1,30 +1,31 @@
-"""Quantization from scratch: affine tensors, calibration, fake quantization, PTQ/QAT, packed files, int8 runtime.
+"""Quantization from scratch: affine tensors, calibration, fake quantization, post-training quantization
+(PTQ) and quantization-aware training (QAT), and the packed integer file of a quantized model.
 
 Layers of this module, from the bottom up:
 
 * tensor level — `qrange`, `qparams_from_range`, `quantize_affine` / `dequantize_affine` (explicit
-  scale and zero-point; symmetric or asymmetric; per-tensor or per-channel via `axis`; 1–16 bits);
+  scale and zero-point; symmetric or asymmetric; per-tensor or per-channel via `axis`; 1–16 bits).
+  Codes are computed as torch and torchao compute them, bit for bit: in float32, x * (1 / scale),
+  rounded half to even;
 * calibration — `calibrate_range` with 'minmax', 'percentile' or 'mse';
-* fake quantization — `fake_quantize` (straight-through estimator), `WeightFakeQuant` (a
-  `torch.nn.utils.parametrize` parametrization on a weight) and `ActFakeQuant` (a small module);
-* models — `fold_bn`, `QuantConfig`, `quantize_model` (PTQ), `calibrate`; QAT is `train.fit` on
-  the result (no second loop);
-* storage — `pack_bits` / `unpack_bits`, `save_quantized` / `load_quantized` (a real file with
-  packed integer weights plus scales and zero-points);
-* deployment — real int8 inference through ONNX Runtime (`export_onnx`, `quantize_onnx_int8`,
-  `ort_session`, `ort_predict`, `ort_latency`) and `cpu_int8_features`;
+* fake quantization — `fake_quantize` (straight-through estimator masked on the rounded code, as
+  `torch.fake_quantize_per_channel_affine`), `WeightFakeQuant` (a `torch.nn.utils.parametrize`
+  parametrization on a weight) and `ActFakeQuant` (a small module);
+* models — `bn_pairs` / `fold_bn`, `QuantConfig`, `quantize_model` (PTQ), `calibrate`; QAT is
+  `train.fit` on the result (no second loop). A pruned model keeps its masks;
+* storage — `save_quantized` / `load_quantized` (packed integer weights plus scales and zero-points,
+  in `files.write_container`'s container);
 * claim C5 — `LowPrecisionStorage`, an `on_step` hook that keeps weights on a b-bit grid during
-  training (round-to-nearest or stochastic) and records |update| / step;
-* rules for C4, C5 and the quantization part of C14.
+  training (round-to-nearest or stochastic) and records |update| / step.
 
-Units: sizes in bytes, latencies in ms, accuracies in %, widths in bits.
+Real int8 runtimes (ONNX Runtime, torchao) live in `slimlab.deploy`; the verdict rules in `slimlab.claims`.
+Units: sizes in bytes, widths in bits.
 """
 from __future__ import annotations
 
 import copy
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -33,9 +34,10 @@ import torch
 import torch.nn as nn
 import torch.nn.utils.parametrize as parametrize
 
-from .files import atomic_path, read_container, write_container
+from .checks import check_choice, check_int, check_model, check_number, check_tensor
+from .files import read_container, write_container
+from .models import BasicBlock, CifarResNet, from_arch, weight_layers
 from .packing import pack_bits, unpack_bits
-from .measure import Latency, time_fn
 
 GRANULARITIES = ("per_tensor", "per_channel")
 CALIBRATORS = ("minmax", "percentile", "mse")
@@ -46,10 +48,7 @@ FILE_MAGIC = b"SLQ1"
 
 
 def _check_bits(bits, symmetric: bool = False, name: str = "bits") -> int:
-    if isinstance(bits, bool) or not isinstance(bits, int):
-        raise TypeError(f"{name} must be an int in 1..16, got {type(bits).__name__}")
-    if not 1 <= bits <= 16:
-        raise ValueError(f"{name} must be in 1..16, got {bits}")
+    check_int(bits, name, 1, 16)
     if symmetric and bits < 2:
         raise ValueError(f"symmetric quantization needs {name} >= 2 (1 bit has no signed grid "
                          f"around zero); use symmetric=False for 1 bit")
@@ -57,13 +56,7 @@ def _check_bits(bits, symmetric: bool = False, name: str = "bits") -> int:
 
 
 def _check_float(x, name: str = "x") -> torch.Tensor:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
-    if x.numel() == 0:
-        raise ValueError(f"{name} is empty; quantization needs at least one value")
-    return x
+    return check_tensor(x, name, floating=True, finite=True)
 
 
 def _check_axis(axis, x: torch.Tensor) -> int | None:
@@ -75,12 +68,6 @@ def _check_axis(axis, x: torch.Tensor) -> int | None:
         raise ValueError(f"axis {axis} is out of range for a tensor with {x.dim()} dims; "
                          f"allowed: {-x.dim()}..{x.dim() - 1} or None (per-tensor)")
     return axis % x.dim()
-
-
-def _check_choice(value, allowed: tuple[str, ...], name: str) -> str:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
-    return value
 
 
 def _bcast(t: torch.Tensor, x: torch.Tensor, axis: int | None) -> torch.Tensor:
@@ -133,6 +120,8 @@ def qparams_from_range(lo: torch.Tensor, hi: torch.Tensor, bits: int, symmetric:
     hi = torch.as_tensor(hi, dtype=torch.float32)
     if lo.shape != hi.shape:
         raise ValueError(f"lo and hi must have the same shape, got {tuple(lo.shape)} and {tuple(hi.shape)}")
+    if not bool(torch.isfinite(lo).all() and torch.isfinite(hi).all()):
+        raise ValueError("lo and hi must be finite (a NaN or inf range has no grid)")
     if bool((lo > hi).any()):
         raise ValueError("every lo must be <= its hi")
     qmin, qmax = qrange(bits, symmetric)
@@ -152,8 +141,8 @@ def qparams_from_range(lo: torch.Tensor, hi: torch.Tensor, bits: int, symmetric:
 def _check_qparams(x, scale, zero_point, axis):
     if not isinstance(scale, torch.Tensor) or not isinstance(zero_point, torch.Tensor):
         raise TypeError("scale and zero_point must be torch tensors")
-    if not bool((scale > 0).all()):
-        raise ValueError("scale must be > 0 everywhere")
+    if not bool((scale > 0).all()) or not bool(torch.isfinite(scale).all()):
+        raise ValueError("scale must be > 0 and finite everywhere")
     want = () if axis is None else (x.shape[axis],)
     for name, t in (("scale", scale), ("zero_point", zero_point)):
         if t.dim() > 0 and tuple(t.shape) != want:
@@ -163,9 +152,21 @@ def _check_qparams(x, scale, zero_point, axis):
             raise ValueError(f"{name} must be a scalar for per-tensor quantization (axis=None)")
 
 
+def _codes(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, axis: int | None
+           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(unclamped codes round(x * (1/scale)) + zero_point, scale, zero_point), all float32, broadcast
+    along `axis`. Float32 and the reciprocal are what torch's fake-quant kernels and torchao's
+    `quantize_affine` use, so the codes agree bit for bit (also on exact halves)."""
+    xf = x.detach().float()
+    s = _bcast(scale.to(xf.device, torch.float32), xf, axis)
+    z = _bcast(zero_point.to(xf.device, torch.float32), xf, axis)
+    return torch.round(xf * (1.0 / s)) + z, s, z
+
+
 def quantize_affine(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, bits: int,
                     symmetric: bool = True, axis: int | None = None) -> torch.Tensor:
-    """Integer codes clamp(round(x / scale) + zero_point, qmin, qmax) in `storage_dtype(bits, symmetric)`.
+    """Integer codes clamp(round(x * (1/scale)) + zero_point, qmin, qmax) in `storage_dtype(bits, symmetric)`,
+    computed in float32 whatever x's dtype.
 
     `axis` None = per-tensor (scalar scale/zero-point); an int = per-channel along that axis."""
     _check_float(x)
@@ -173,22 +174,16 @@ def quantize_affine(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tens
     axis = _check_axis(axis, x)
     _check_qparams(x, scale, zero_point, axis)
     qmin, qmax = qrange(bits, symmetric)
-    xf = x.double() if x.dtype == torch.float64 else x.float()
-    s = _bcast(scale.to(xf.device, xf.dtype), xf, axis)
-    z = _bcast(zero_point.to(xf.device, xf.dtype), xf, axis)
-    q = torch.clamp(torch.round(xf / s) + z, qmin, qmax)
-    return q.to(storage_dtype(bits, symmetric))
+    q, _, _ = _codes(x, scale, zero_point, axis)
+    return q.clamp_(qmin, qmax).to(storage_dtype(bits, symmetric))
 
 
 def dequantize_affine(q: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor,
                       axis: int | None = None) -> torch.Tensor:
     """Float32 values (q - zero_point) * scale of integer codes `q` (per-channel along `axis`)."""
-    if not isinstance(q, torch.Tensor):
-        raise TypeError(f"q must be a torch.Tensor, got {type(q).__name__}")
+    check_tensor(q, "q")
     if q.is_floating_point() or q.dtype == torch.bool:
         raise TypeError(f"q must hold integer codes, got dtype {q.dtype}")
-    if q.numel() == 0:
-        raise ValueError("q is empty")
     axis = _check_axis(axis, q)
     _check_qparams(q, scale, zero_point, axis)
     s = _bcast(scale.to(q.device, torch.float32), q, axis)
@@ -198,16 +193,16 @@ def dequantize_affine(q: torch.Tensor, scale: torch.Tensor, zero_point: torch.Te
 
 def quant_error(x: torch.Tensor, bits: int, symmetric: bool = True, axis: int | None = None,
                 calibrator: str = "minmax") -> dict[str, float]:
-    """Round-trip error of quantizing `x`: {'rms', 'max', 'sqnr_db', 'clipped' (fraction)}."""
+    """Round-trip error of quantizing `x`: {'rms', 'max', 'sqnr_db', 'clipped' (fraction of values whose
+    code fell outside the grid)}."""
     lo, hi = calibrate_range(x, calibrator, bits=bits, symmetric=symmetric, axis=axis)
     scale, zp = qparams_from_range(lo, hi, bits, symmetric)
-    xq = dequantize_affine(quantize_affine(x, scale, zp, bits, symmetric, axis), scale, zp, axis)
-    err = (xq - x.float())
-    qmin, qmax = qrange(bits, symmetric)
     a = _check_axis(axis, x)
-    lo_g = _bcast((qmin - zp.float()) * scale, x, a)
-    hi_g = _bcast((qmax - zp.float()) * scale, x, a)
-    clipped = ((x < lo_g) | (x > hi_g)).float().mean().item()
+    xq = dequantize_affine(quantize_affine(x, scale, zp, bits, symmetric, a), scale, zp, a)
+    err = xq - x.float()
+    qmin, qmax = qrange(bits, symmetric)
+    q, _, _ = _codes(x, scale, zp, a)
+    clipped = ((q < qmin) | (q > qmax)).float().mean().item()
     sig = x.float().pow(2).mean().item()
     mse = err.pow(2).mean().item()
     return {"rms": mse ** 0.5, "max": err.abs().max().item(),
@@ -222,13 +217,14 @@ def calibrate_range(x: torch.Tensor, method: str = "minmax", *, bits: int = 8, s
                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """Range (lo, hi) to quantize `x` with: 'minmax' (the extremes), 'percentile' (the `percentile`-th
     and (100-`percentile`)-th percentiles) or 'mse' (the shrunken min-max range, among `grid`
-    candidates, with the least squared round-trip error at `bits`). Scalars per-tensor, (C,) per-channel."""
+    candidates, with the least squared round-trip error at `bits`). Scalars per-tensor, (C,) per-channel.
+    NaN or inf in `x` raise ValueError."""
     _check_float(x)
-    _check_choice(method, CALIBRATORS, "calibrator")
+    check_choice(method, CALIBRATORS, "calibrator")
     _check_bits(bits, symmetric)
     axis = _check_axis(axis, x)
-    if not isinstance(percentile, (int, float)) or isinstance(percentile, bool) or not 50 < percentile <= 100:
-        raise ValueError(f"percentile must be a number in (50, 100], got {percentile!r}")
+    check_number(percentile, "percentile", 50, 100, lo_open=True)
+    check_int(grid, "grid", 1)
     v = _per_channel_view(x.detach().float(), axis)                 # (C, N)
     if method == "percentile":
         if v.shape[1] > 2 ** 20:                                    # torch.quantile's size limit
@@ -253,9 +249,8 @@ def _mse_range(v, lo, hi, bits, symmetric, grid):
     for f in torch.linspace(1.0 / grid, 1.0, grid).tolist():
         l, h = lo * f, hi * f
         scale, zp = qparams_from_range(l.cpu(), h.cpu(), bits, symmetric)
-        scale, zp = scale.to(v.device)[:, None], zp.to(v.device).float()[:, None]
-        dq = (torch.clamp(torch.round(v / scale) + zp, qmin, qmax) - zp) * scale
-        err = (dq - v).pow(2).mean(dim=1)
+        q, s, z = _codes(v, scale.to(v.device), zp.to(v.device), 0)
+        err = ((q.clamp_(qmin, qmax) - z) * s - v).pow(2).mean(dim=1)
         better = err < best
         best = torch.where(better, err, best)
         best_lo = torch.where(better, l, best_lo)
@@ -266,25 +261,40 @@ def _mse_range(v, lo, hi, bits, symmetric, grid):
 # --------------------------------------------------------------------------- fake quantization
 
 
+class _StraightThrough(torch.autograd.Function):
+    """Forward: the precomputed fake-quantized value. Backward: the gradient where `inside`, else 0."""
+
+    @staticmethod
+    def forward(ctx, x, dq, inside):
+        ctx.save_for_backward(inside)
+        return dq
+
+    @staticmethod
+    def backward(ctx, grad):
+        (inside,) = ctx.saved_tensors
+        return grad.masked_fill(~inside, 0), None, None
+
+
 def fake_quantize(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, bits: int,
                   symmetric: bool = True, axis: int | None = None) -> torch.Tensor:
-    """dequantize(quantize(x)) in the forward pass; straight-through gradient in the backward pass:
-    identity inside the representable range [(qmin-zp)*scale, (qmax-zp)*scale], zero outside.
+    """dequantize(quantize(x)) in the forward pass, in x's dtype (computed in float32); straight-through
+    gradient in the backward pass: 1 where the rounded code round(x/scale) + zero_point lies in
+    [qmin, qmax], 0 where it was clamped — as `torch.fake_quantize_per_tensor_affine` /
+    `torch.fake_quantize_per_channel_affine` (so a weight exactly on a min-max bound gets gradient 1).
 
-    Same values as `dequantize_affine(quantize_affine(...))`, computed in float without integer tensors."""
-    _check_float(x)
+    Same values as `dequantize_affine(quantize_affine(...))`, without integer tensors."""
+    check_tensor(x, "x", floating=True)
     _check_bits(bits, symmetric)
     a = _check_axis(axis, x)
     _check_qparams(x, scale, zero_point, a)
     qmin, qmax = qrange(bits, symmetric)
-    s = _bcast(scale.to(x.device, x.dtype), x, a)
-    z = _bcast(zero_point.to(x.device, x.dtype), x, a)
-    with torch.no_grad():                                   # in place: one buffer, few passes
-        dq = (x / s).round_().add_(z).clamp_(qmin, qmax).sub_(z).mul_(s)
+    with torch.no_grad():
+        q, s, z = _codes(x, scale, zero_point, a)
+        inside = (q >= qmin) & (q <= qmax)
+        dq = q.clamp_(qmin, qmax).sub_(z).mul_(s).to(x.dtype)
     if not (torch.is_grad_enabled() and x.requires_grad):
         return dq
-    xc = torch.clamp(x, (qmin - z) * s, (qmax - z) * s)     # gradient 1 inside the range, 0 outside
-    return xc + (dq - xc).detach()
+    return _StraightThrough.apply(x, dq, inside)
 
 
 class WeightFakeQuant(nn.Module):
@@ -298,9 +308,10 @@ class WeightFakeQuant(nn.Module):
         super().__init__()
         self.bits = _check_bits(bits, symmetric)
         self.symmetric = bool(symmetric)
-        self.granularity = _check_choice(granularity, GRANULARITIES, "granularity")
-        self.calibrator = _check_choice(calibrator, CALIBRATORS, "calibrator")
-        self.axis, self.percentile = axis, percentile
+        self.granularity = check_choice(granularity, GRANULARITIES, "granularity")
+        self.calibrator = check_choice(calibrator, CALIBRATORS, "calibrator")
+        self.axis = check_int(axis, "axis")
+        self.percentile = check_number(percentile, "percentile", 50, 100, lo_open=True)
 
     def qparams(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int | None]:
         """(scale, zero_point, axis) for weight `w` (no gradient flows through them)."""
@@ -329,7 +340,7 @@ class ActFakeQuant(nn.Module):
                  percentile: float = 99.99, samples_per_batch: int = 4096, max_samples: int = 2 ** 18):
         super().__init__()
         self.bits = _check_bits(bits, symmetric)
-        self.calibrator = _check_choice(calibrator, CALIBRATORS, "calibrator")
+        self.calibrator = check_choice(calibrator, CALIBRATORS, "calibrator")
         self.symmetric, self.percentile = bool(symmetric), percentile
         self.samples_per_batch, self.max_samples = samples_per_batch, max_samples
         self.register_buffer("scale", torch.tensor(1.0))
@@ -395,31 +406,65 @@ class QuantizedLayer(nn.Module):
 # --------------------------------------------------------------------------- models
 
 
+def bn_pairs(model: nn.Module) -> list[tuple[str, str]]:
+    """(conv, batch norm) name pairs of a course ResNet, by data flow: the stem's conv1 → bn1, and in
+    every BasicBlock conv1 → bn1 and conv2 → bn2. ValueError if `model` holds a BatchNorm2d that is in
+    no such pair (a network this function does not know: fold it yourself, or `QuantConfig(fold_bn=False)`)."""
+    check_model(model)
+    pairs = []
+    for name, mod in model.named_modules():
+        pre = f"{name}." if name else ""
+        if isinstance(mod, CifarResNet):
+            pairs.append((f"{pre}conv1", f"{pre}bn1"))
+        elif isinstance(mod, BasicBlock):
+            pairs += [(f"{pre}conv1", f"{pre}bn1"), (f"{pre}conv2", f"{pre}bn2")]
+    paired = {b for _, b in pairs}
+    stray = [n for n, m in model.named_modules() if isinstance(m, nn.BatchNorm2d) and n not in paired]
+    if stray:
+        raise ValueError(f"fold_bn knows the data flow of slimlab's CIFAR ResNets only; these batch norms "
+                         f"follow no known conv: {stray[:5]}")
+    return pairs
+
+
+def _is_mask(p: nn.Module, w: torch.Tensor) -> bool:
+    """A parametrization that multiplies the weight elementwise by a fixed `mask` (like prune.Mask)."""
+    mask = getattr(p, "mask", None)
+    return isinstance(mask, torch.Tensor) and tuple(mask.shape) == tuple(w.shape)
+
+
 @torch.no_grad()
 def fold_bn(model: nn.Module) -> nn.Module:
-    """A copy of `model` (eval mode) with every BatchNorm2d that directly follows a Conv2d among the
-    same parent's children folded into that conv (weight scaled per channel, bias added) and
-    replaced by Identity. Outputs equal the original's in eval mode up to float rounding."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    """A copy of `model` (eval mode) with each BatchNorm2d of `bn_pairs(model)` folded into its conv
+    (weight scaled per output channel by gamma / sqrt(var + eps), bias beta + (b - mean) * that scale)
+    and replaced by Identity. Outputs equal the original's in eval mode up to float rounding.
+
+    A pruned conv keeps its masks: the scale goes into `parametrizations.weight.original`, which
+    commutes with an elementwise mask. Any other parametrization (a fake-quantizer) raises ValueError."""
+    check_model(model)
     m = copy.deepcopy(model).eval()
-    for parent in list(m.modules()):
-        kids = list(parent.named_children())
-        for (cname, conv), (bname, bn) in zip(kids, kids[1:]):
-            if not (isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d)):
-                continue
-            if parametrize.is_parametrized(conv):
-                raise ValueError(f"fold BN before quantizing: {cname} is already parametrized")
-            if bn.running_var is None or bn.num_features != conv.out_channels:
-                continue
-            g = bn.weight if bn.affine else torch.ones_like(bn.running_var)
-            b = bn.bias if bn.affine else torch.zeros_like(bn.running_var)
-            k = g / torch.sqrt(bn.running_var + bn.eps)                      # (C_out,)
-            w = conv.weight * k.view(-1, *([1] * (conv.weight.dim() - 1)))
-            bias0 = conv.bias if conv.bias is not None else torch.zeros_like(k)
-            conv.weight = nn.Parameter(w)
-            conv.bias = nn.Parameter(b + (bias0 - bn.running_mean) * k)
-            setattr(parent, bname, nn.Identity())
+    for cname, bname in bn_pairs(m):
+        conv, bn = m.get_submodule(cname), m.get_submodule(bname)
+        if isinstance(bn, nn.Identity):                                  # folded already
+            continue
+        if not isinstance(conv, nn.Conv2d) or not isinstance(bn, nn.BatchNorm2d) or \
+                bn.running_var is None or bn.num_features != conv.out_channels:
+            raise ValueError(f"{cname} -> {bname} is not a Conv2d followed by a BatchNorm2d with "
+                             f"running statistics and matching channels")
+        target = conv.weight
+        if parametrize.is_parametrized(conv, "weight"):
+            chain = conv.parametrizations.weight
+            if not all(_is_mask(p, chain.original) for p in chain):
+                raise ValueError(f"fold BN before quantizing: {cname} carries a parametrization other "
+                                 f"than a pruning mask")
+            target = chain.original
+        g = bn.weight if bn.affine else torch.ones_like(bn.running_var)
+        b = bn.bias if bn.affine else torch.zeros_like(bn.running_var)
+        k = g / torch.sqrt(bn.running_var + bn.eps)                      # (C_out,)
+        target.mul_(k.view(-1, *([1] * (target.dim() - 1))).to(target.dtype))
+        bias0 = conv.bias if conv.bias is not None else torch.zeros_like(k)
+        conv.bias = nn.Parameter(b + (bias0 - bn.running_mean) * k)
+        parent, _, child = bname.rpartition(".")
+        setattr(m.get_submodule(parent) if parent else m, child, nn.Identity())
     return m
 
 
@@ -446,26 +491,22 @@ class QuantConfig:
             _check_bits(self.edge_bits, self.symmetric, "edge_bits")
         if self.act_bits is not None:
             _check_bits(self.act_bits, False, "act_bits")
-        _check_choice(self.granularity, GRANULARITIES, "granularity")
-        _check_choice(self.weight_calibrator, CALIBRATORS, "weight_calibrator")
-        _check_choice(self.act_calibrator, CALIBRATORS, "act_calibrator")
+        check_choice(self.granularity, GRANULARITIES, "granularity")
+        check_choice(self.weight_calibrator, CALIBRATORS, "weight_calibrator")
+        check_choice(self.act_calibrator, CALIBRATORS, "act_calibrator")
+        check_number(self.percentile, "percentile", 50, 100, lo_open=True)
         if self.layers is not None and (isinstance(self.layers, str) or
                                         not all(isinstance(n, str) for n in self.layers)):
             raise TypeError("layers must be a tuple of layer names or None")
 
 
-def quantizable_layers(model: nn.Module) -> list[str]:
-    """Names of the Conv2d / Linear layers of `model`, in order."""
-    return [n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-
-
 def quantize_model(model: nn.Module, config: QuantConfig | None = None, calib_x: torch.Tensor | None = None,
                    *, batch_size: int = 256, progress: bool = False) -> nn.Module:
     """A fake-quantized copy of `model` (the original is untouched): BN folded (if asked), a
-    `WeightFakeQuant` parametrization on each chosen layer's weight and, if `config.act_bits`, an
-    `ActFakeQuant` on its input calibrated on uint8 images `calib_x` (training images)."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    `WeightFakeQuant` parametrization on each chosen layer's weight (after its pruning mask, if any) and,
+    if `config.act_bits`, an `ActFakeQuant` on its input calibrated on uint8 images `calib_x` (training
+    images)."""
+    check_model(model)
     cfg = config if config is not None else QuantConfig()
     if not isinstance(cfg, QuantConfig):
         raise TypeError(f"config must be a QuantConfig, got {type(cfg).__name__}")
@@ -481,7 +522,7 @@ def quantize_model(model: nn.Module, config: QuantConfig | None = None, calib_x:
 
 
 def _wrap(m: nn.Module, cfg: QuantConfig, weights: bool = True) -> nn.Module:
-    names = quantizable_layers(m)
+    names = list(weight_layers(m))
     targets = names if cfg.layers is None else list(cfg.layers)
     unknown = [n for n in targets if n not in names]
     if unknown:
@@ -524,34 +565,49 @@ def calibrate(model: nn.Module, x: torch.Tensor, *, batch_size: int = 256, progr
     return model
 
 
+def _weight_quantizer(mod: nn.Module) -> tuple[WeightFakeQuant, torch.Tensor] | None:
+    """(the WeightFakeQuant on `mod.weight`, the weight it receives: `original` through the
+    parametrizations before it, e.g. a pruning mask), or None if the weight is not fake-quantized."""
+    if not parametrize.is_parametrized(mod, "weight"):
+        return None
+    chain = mod.parametrizations.weight
+    w = chain.original
+    for p in chain:
+        if isinstance(p, WeightFakeQuant):
+            return p, w
+        w = p(w)
+    return None
+
+
 def weight_bits(model: nn.Module) -> dict[str, int]:
     """{layer name: weight bits} of the fake-quantized layers of `model`."""
     out = {}
     for name, mod in model.named_modules():
-        if parametrize.is_parametrized(mod, "weight"):
-            for p in mod.parametrizations.weight:
-                if isinstance(p, WeightFakeQuant):
-                    out[name.removesuffix(".layer")] = p.bits
+        fq = _weight_quantizer(mod)
+        if fq is not None:
+            out[name.removesuffix(".layer")] = fq[0].bits
     return out
 
 
-# --------------------------------------------------------------------------- packing and files
+# --------------------------------------------------------------------------- the quantized file
 
 
 _NP = {torch.float32: "<f4", torch.int32: "<i4", torch.int64: "<i8", torch.uint8: "u1", torch.bool: "?"}
 
 
-def save_quantized(model: nn.Module, path: str | os.PathLike, *, float_bits: int = 32) -> int:
-    """Write a fake-quantized model (from `quantize_model`) as a real file: each quantized weight as
-    packed integer codes (`bits` per weight) plus its float32 scales and (asymmetric only) zero-points,
-    every other tensor (biases, activation ranges, buffers) as float32 — or, with `float_bits=32` and a
-    model without quantizers, the plain fp32 baseline in the same container. Returns bytes on disk."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-    if float_bits != 32:
-        raise ValueError("only float32 is supported for the non-quantized tensors (float_bits=32)")
+def save_quantized(model: nn.Module, path: str | os.PathLike) -> int:
+    """Write a fake-quantized model (from `quantize_model`) as a real file; returns bytes on disk.
+
+    Each quantized weight is stored as packed integer codes (`bits` per weight) plus its float32 scales
+    and (asymmetric only) zero-points; every other tensor (biases, activation ranges, buffers) as
+    float32. A pruned weight is quantized as the mask leaves it (its zeros are code zero-point, so they
+    stay exactly 0) and the mask itself is not stored. A model without quantizers gives the plain fp32
+    baseline in the same container. The model must be a slimlab ResNet (its `.arch` is recorded)."""
+    check_model(model)
     cfg = getattr(model, "quant_config", None)
     arch = getattr(model, "arch", None)
+    if not isinstance(arch, dict) or "name" not in arch:
+        raise ValueError("save_quantized needs a slimlab ResNet (with .arch), so that load_quantized can rebuild it")
     blobs, offset, tensors, qweights = [], 0, [], []
 
     def put(t: torch.Tensor) -> dict:
@@ -566,15 +622,15 @@ def save_quantized(model: nn.Module, path: str | os.PathLike, *, float_bits: int
         offset += len(raw)
         return ref
 
-    skip = set()
+    skip = []
     for name, mod in model.named_modules():
-        if not parametrize.is_parametrized(mod, "weight"):
+        if parametrize.is_parametrized(mod, "weight"):
+            skip.append(f"{name}.parametrizations.weight.")    # original, masks: replaced by codes or baked
+        fq = _weight_quantizer(mod)
+        if fq is None:
             continue
-        fq = [p for p in mod.parametrizations.weight if isinstance(p, WeightFakeQuant)]
-        if not fq:
-            continue
-        p = fq[0]
-        w = mod.parametrizations.weight.original.detach().cpu().float().contiguous()
+        p, w = fq
+        w = w.detach().cpu().float().contiguous()
         scale, zp, axis = p.qparams(w)
         q = quantize_affine(w, scale, zp, p.bits, p.symmetric, axis)
         qmin, _ = qrange(p.bits, p.symmetric)
@@ -584,10 +640,12 @@ def save_quantized(model: nn.Module, path: str | os.PathLike, *, float_bits: int
         if not p.symmetric:
             entry["zero_point"] = put(zp.to(torch.uint8 if p.bits <= 8 else torch.int32))
         qweights.append(entry)
-        skip.add(f"{name}.parametrizations.weight.original")
-    for key, t in model.state_dict().items():
-        if key in skip:
-            continue
+    quantized = {e["name"] for e in qweights}
+    state = {k: v for k, v in model.state_dict().items() if not any(k.startswith(s) for s in skip)}
+    for name, mod in model.named_modules():                      # other parametrized weights: baked
+        if parametrize.is_parametrized(mod, "weight") and f"{name}.weight" not in quantized:
+            state[f"{name}.weight"] = mod.weight
+    for key, t in state.items():
         tensors.append({"name": key, **put(t)})
     folded = not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
     header = json.dumps({"format": FILE_MAGIC.decode(), "arch": arch, "bn_folded": folded,
@@ -600,14 +658,16 @@ def save_quantized(model: nn.Module, path: str | os.PathLike, *, float_bits: int
 
 def load_quantized(path: str | os.PathLike) -> nn.Module:
     """Rebuild a working model (eval mode, CPU) from a `save_quantized` file: the architecture is
-    rebuilt with `models.build`, weights are dequantized from their packed codes, activation
-    quantizers carry their saved ranges."""
-    from .models import build
+    rebuilt with `models.from_arch`, weights are dequantized from their packed codes (plain tensors,
+    no parametrizations), activation quantizers carry their saved ranges."""
     p = Path(path)
     header, body = read_container(p, FILE_MAGIC, "slimlab quantized file")
-    head = json.loads(header)
-    arch = head["arch"]
-    if not arch or "name" not in arch:
+    try:
+        head = json.loads(header)
+        arch = head["arch"]
+    except (ValueError, KeyError, TypeError):
+        raise ValueError(f"{p} is not a slimlab quantized file (its header is not readable)") from None
+    if not isinstance(arch, dict) or "name" not in arch:
         raise ValueError(f"{p} has no architecture record; only slimlab.models networks can be reloaded")
 
     def get(ref) -> torch.Tensor:
@@ -615,10 +675,9 @@ def load_quantized(path: str | os.PathLike) -> nn.Module:
         arr = np.frombuffer(body[ref["offset"]:ref["offset"] + ref["nbytes"]], dtype=_NP[dt])
         return torch.from_numpy(arr.copy()).reshape(ref["shape"])
 
-    model = build(arch["name"], arch["width"], arch["num_classes"])
-    cfg = QuantConfig(**{**head["config"], "layers": tuple(head["config"]["layers"])
-                         if head["config"] and head["config"]["layers"] is not None else None}) \
-        if head["config"] else None
+    model = from_arch(arch)
+    c = head["config"]
+    cfg = QuantConfig(**{**c, "layers": tuple(c["layers"]) if c["layers"] is not None else None}) if c else None
     model = fold_bn(model) if head.get("bn_folded") else model.eval()
     if cfg is not None:
         model = _wrap(model, cfg, weights=False)
@@ -635,157 +694,6 @@ def load_quantized(path: str | os.PathLike) -> nn.Module:
         if isinstance(a, ActFakeQuant) and not bool(a.calibrated):
             raise ValueError(f"{p}: an activation quantizer has no saved range")
     return model.eval()
-
-
-# --------------------------------------------------------------------------- real int8 inference (ONNX Runtime)
-
-
-def export_onnx(model: nn.Module, path: str | os.PathLike, *, opset: int = 17) -> int:
-    """Export an fp32 model (images (B, 3, 32, 32) in [0, 1], dynamic batch) to ONNX; returns bytes on disk.
-
-    Uses the TorchScript exporter (`dynamo=False`): torch 2.14's default dynamo exporter needs the
-    `onnxscript` package, which this course does not install."""
-    import warnings
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-    m = copy.deepcopy(model).cpu().eval().to(memory_format=torch.contiguous_format)
-    p = Path(path)
-    with atomic_path(p, suffix=".tmp.onnx") as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(m, (torch.rand(1, 3, 32, 32),), str(tmp), dynamo=False, opset_version=opset,
-                          input_names=["images"], output_names=["logits"],
-                          dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}})
-    return p.stat().st_size
-
-
-def quantize_onnx_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike, calib_x: torch.Tensor, *,
-                       per_channel: bool = True, batch_size: int = 64) -> int:
-    """Static int8 quantization of an ONNX model with ONNX Runtime's tools (QDQ format, int8 weights
-    per channel, uint8 activations, min-max calibration on uint8 images `calib_x`); returns bytes on disk."""
-    import logging
-
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    from .data import to_float
-    if not isinstance(calib_x, torch.Tensor) or calib_x.dim() != 4 or len(calib_x) == 0:
-        raise ValueError("calib_x must be a non-empty (N, 3, 32, 32) tensor of images")
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.it = iter(range(0, len(calib_x), batch_size))
-
-        def get_next(self):
-            i = next(self.it, None)
-            return None if i is None else {"images": to_float(calib_x[i:i + batch_size]).numpy()}
-
-    out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out.parent) as td:
-        pre, tmp = Path(td) / "pre.onnx", Path(td) / "q.onnx"
-        logging.getLogger().setLevel(logging.ERROR)
-        quant_pre_process(str(fp32_path), str(pre))
-        quantize_static(str(pre), str(tmp), Reader(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
-                        weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8)
-        os.replace(tmp, out)
-    return out.stat().st_size
-
-
-def ort_session(path: str | os.PathLike, threads: int | None = None):
-    """An ONNX Runtime CPU InferenceSession with `threads` intra-op threads (default: torch's count)."""
-    import onnxruntime as ort
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads or torch.get_num_threads()
-    so.inter_op_num_threads = 1
-    so.log_severity_level = 3
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-
-
-def ort_predict(session, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
-    """Logits (N, classes) of an ONNX Runtime session on uint8 images `x`."""
-    from .data import to_float
-    outs = [session.run(None, {"images": to_float(x[i:i + batch_size]).numpy()})[0]
-            for i in range(0, len(x), batch_size)]
-    return torch.from_numpy(np.concatenate(outs))
-
-
-def ort_latency(session, batch_size: int = 1, *, repeats: int = 20, warmup: int = 3) -> Latency:
-    """Latency (ms) of one ONNX Runtime forward pass on a random batch, via `measure.time_fn`."""
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
-    x = torch.rand((batch_size, 3, 32, 32), generator=torch.Generator().manual_seed(0)).numpy()
-    return time_fn(lambda: session.run(None, {"images": x}), repeats=repeats, warmup=warmup,
-                   batch_size=batch_size, device="cpu (onnxruntime)")
-
-
-def cpu_int8_features() -> dict[str, bool]:
-    """Which int8 dot-product instructions this CPU has (from /proc/cpuinfo; all False if unknown):
-    avx2 (8-bit multiply via vpmaddubsw, 16-bit intermediates), avx512_vnni / avx_vnni (one-instruction
-    int8 dot products), amx_int8 (tile matrix multiply)."""
-    flags: set[str] = set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
-    except OSError:
-        pass
-    return {k: k in flags for k in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")}
-
-
-def torchao_available() -> bool:
-    """True when the optional torchao package (`pip install 'slimlab[torchao]'`) imports."""
-    try:
-        import torchao.quantization.pt2e.quantize_pt2e  # noqa: F401
-    except Exception:  # ImportError, or a torchao built for another torch
-        return False
-    return True
-
-
-def torchao_int8(model: nn.Module, calib_x: torch.Tensor, *, example_batch: int = 1,
-                 batch_size: int = 256, compile: bool = True):
-    """int8 static quantization of `model` through torch's own maintained route: torch.export, then
-    torchao's PT2E flow with the x86 inductor quantizer (per-channel int8 weights, uint8 activations
-    calibrated on `calib_x`), then `torch.compile` with inductor freezing, which lowers the
-    quantize/dequantize pairs to oneDNN int8 kernels. Returns the (compiled) quantized module, which takes
-    float images in 0..1 like the model (`calib_x` may be uint8 0..255 as the loaders give them).
-
-    The export traces the batch size of `example_batch` as dynamic, so any batch size runs. Compiling takes
-    tens of seconds on a laptop CPU (a C++ compiler must be present); `compile=False` returns the converted
-    graph that runs int8 arithmetic *simulated* in float (correct numbers, no speed-up).
-    """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-    from .data import to_float
-    if not isinstance(calib_x, torch.Tensor) or calib_x.numel() == 0:
-        raise TypeError("calib_x must be a non-empty image tensor (uint8 0..255 or float 0..1)")
-    x = to_float(calib_x)
-    if x.dim() != 4:
-        raise ValueError(f"calib_x must be an image batch (N, C, H, W), got shape {tuple(x.shape)}")
-    if not isinstance(example_batch, int) or example_batch < 1:
-        raise ValueError(f"example_batch must be a positive int, got {example_batch!r}")
-    if not torchao_available():
-        raise ImportError("torchao is not installed; install it with `pip install 'slimlab[torchao]'` "
-                          "(or use the ONNX Runtime route: export_onnx + quantize_onnx_int8)")
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-    import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as xiq
-
-    model = copy.deepcopy(model).eval().cpu()
-    example = x[:max(2, example_batch)]
-    batch = torch.export.Dim("batch", min=1, max=1 << 16)
-    exported = torch.export.export(model, (example,), dynamic_shapes=({0: batch},)).module()
-    quantizer = xiq.X86InductorQuantizer()
-    quantizer.set_global(xiq.get_default_x86_inductor_quantization_config())
-    prepared = prepare_pt2e(exported, quantizer)
-    with torch.no_grad():
-        for i in range(0, len(x), batch_size):
-            prepared(x[i:i + batch_size])
-    converted = convert_pt2e(prepared)
-    if not compile:
-        return converted
-    import torch._inductor.config as inductor_config
-    inductor_config.freezing = True  # constant-fold the weights so inductor can pick the int8 kernels
-    return torch.compile(converted)
 
 
 # --------------------------------------------------------------------------- C5: low-precision weight storage
@@ -809,14 +717,11 @@ class LowPrecisionStorage:
 
     def __post_init__(self):
         _check_bits(self.bits, True)
-        _check_choice(self.rounding, ROUNDINGS, "rounding")
+        check_choice(self.rounding, ROUNDINGS, "rounding")
         self._gen = torch.Generator().manual_seed(self.seed)
         self.counts = torch.zeros(len(self.bin_edges) - 1, dtype=torch.int64)
         self._prev: dict[int, torch.Tensor] = {}
         self._scale: dict[int, torch.Tensor] = {}
-
-    def _layers(self, model):
-        return [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
 
     @torch.no_grad()
     def _round(self, w: torch.Tensor, scale: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -829,16 +734,16 @@ class LowPrecisionStorage:
             s = torch.maximum(scale.to(w.device), s)
         qmax = 2 ** (self.bits - 1) - 1
         if self.rounding == "nearest":
-            q = torch.round(w / s)
+            q = torch.round(w * (1.0 / s))
         else:
             u = torch.rand(w.shape, generator=self._gen).to(w.device)
-            q = torch.floor(w / s + u)
+            q = torch.floor(w * (1.0 / s) + u)
         return torch.clamp(q, -qmax, qmax) * s, s
 
     @torch.no_grad()
     def attach(self, model: nn.Module) -> "LowPrecisionStorage":
         """Put the initial weights on the grid; call once before `fit`."""
-        for m in self._layers(model):
+        for m in weight_layers(model).values():
             w, s = self._round(m.weight)
             m.weight.copy_(w)
             self._prev[id(m)] = m.weight.detach().clone()
@@ -847,7 +752,7 @@ class LowPrecisionStorage:
 
     @torch.no_grad()
     def __call__(self, step: int, total: int, model: nn.Module) -> None:
-        for m in self._layers(model):
+        for m in weight_layers(model).values():
             prev = self._prev.get(id(m))
             if prev is None:
                 prev = m.weight.detach().clone()
