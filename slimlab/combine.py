@@ -1,75 +1,46 @@
-"""Putting it together (notebook 06): every method on the same axes, combined pipelines, the edge budget.
+"""Putting it together (notebook 06): every method on the same axes, and methods combined.
 
 * **Pareto frontier** — `dominates`, `pareto_front` (minimise a cost such as bytes or latency, maximise
-  accuracy) and `draw_front` (the frontier as a staircase on a matplotlib axis).
-* **One file format for every slimmed model** — `save_packed` / `load_packed` write a real file:
-  each Conv2d/Linear weight as the *positions* of its nonzero weights (a gap stream, as Deep
-  Compression's relative indices) and their *values* (raw floats, or a per-layer codebook plus an
-  index per weight: a k-means codebook, or a uniform grid for plain quantization); batch norm folded
-  to a per-channel scale and shift; optional float16 for everything left in float; optional canonical
-  Huffman coding of the gap and index streams (`huffman_code`, written here, code lengths stored in
-  the file). The file's size is what the results say; accuracy is measured on the model read back.
-* **Steps** — `prune_step` (gradual magnitude pruning during a fine-tune), `share_step` (k-means of the
-  nonzero weights only, so pruned zeros stay zero, codebooks fine-tuned), `distill_step` (a student
-  fine-tuned under a teacher with `distill.distillation`); `run_chain` applies a list of steps
-  ('distill', 'prune', 'share', 'quantize', 'entropy'), writes a file after each and measures it.
-  With `parts=` every finished stage is kept (row JSON + its file) so a long run resumes.
-* **Edge memory** — `activation_memory`: the live activation set of every layer at batch 1, measured
-  with forward hooks (the layer's input + output, plus the inputs that residual blocks hold for their
-  shortcut), in bytes at 1 (int8) or 4 (fp32) bytes per value.
+  accuracy) and `draw_front` (the frontier as a staircase on a matplotlib axis); `choose` picks a model
+  on validation (the smallest file within a loss budget).
+* **Steps** — each a fine-tune of a given number of steps: `prune_step` (gradual magnitude pruning),
+  `share_step` (k-means of the nonzero weights only, `share_sparse`, so pruned zeros stay zero; the
+  codebooks fine-tuned), `qat_step` (quantization-aware fine-tuning on a uniform per-layer grid, the
+  grid the file stores), `distill_step` (a student fine-tuned under a teacher, `distill.distillation`).
+* **Pipelines** — `run_chain` applies a list of steps (`STEPS`) to a model and writes the model to the
+  packed file (`slimlab.packing.save_packed`) after each, measuring the model read back. A single method
+  is a chain of one step. **Every chain gets the same fine-tune budget** (`StepConfig.steps`), split
+  evenly over its trained steps (`budget_split`), so a pipeline and a single method are compared at
+  equal training cost. With a `parts.PartStore` every finished stage is kept (its record and its file)
+  so a long run resumes.
 * **Stored points** — `stored_points` reads what notebooks 02–05 recorded in results/<profile>/.
-* **Rules** — C13 (does a combination dominate every single method?), C14 (capstone: flash, SRAM,
-  latency on this CPU), and the capstone views of C3 and C12, registered under the name 'capstone'.
 
-Units: bytes, milliseconds, accuracies in %, losses in percentage points (pt).
+The file format lives in `slimlab.packing`, activation memory in `slimlab.measure`, the verdict rules in
+`slimlab.claims`. Units: bytes, milliseconds, accuracies in %, losses in percentage points (pt).
 """
 from __future__ import annotations
 
-import copy
-import hashlib
-import json
 import math
 import os
-import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-import numpy as np
 import torch
 import torch.nn as nn
 from torch.nn.utils import parametrize
 
+from .checks import check_fraction, check_int, check_model, check_number
 from .data import ROOT
-from .files import atomic_json, read_container, write_container
-from .measure import count_params
-from .packing import gaps_from_mask, huffman_code, huffman_decode, mask_from_gaps
+from .measure import FLASH_BYTES, SRAM_BYTES, ActivationMemory, activation_memory, count_params  # noqa: F401 (03 imports them from here)
+from .models import baked_copy, from_arch, weight_layers
+from .packing import load_packed, save_packed
+from .parts import load_state, save_state
+from .share import Codebook
 
-FLASH_BYTES = 1024 * 1024        # STM32F746 (MCUNet's device): 1 MB of flash
-SRAM_BYTES = 320 * 1024          # ... and 320 KB of SRAM
-STEPS = ("distill", "prune", "share", "quantize", "entropy")
-MAGIC = b"SLIMPK1\n"
+STEPS = ("distill", "prune", "share", "qat", "quantize", "entropy")
+TRAINED = ("distill", "prune", "share", "qat")   # the steps that spend fine-tune budget
 METHODS = ("reference", "quantize", "prune", "share", "distill", "combined")
-
-
-# =============================================================================================
-# checks
-
-def _check_model(model) -> None:
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-
-
-def _check_int(v, what: str, lo: int = 0) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-        raise ValueError(f"{what} must be an int >= {lo}, got {v!r}")
-    return v
-
-
-def _check_fraction(v, what: str) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v < 1.0:
-        raise ValueError(f"{what} must be a number in [0, 1), got {v!r}")
-    return float(v)
 
 
 # =============================================================================================
@@ -120,241 +91,58 @@ def draw_front(ax, points: Sequence[dict], cost: str = "bytes", gain: str = "acc
     return front
 
 
+def choose(points: Sequence[dict], ref_val_acc: float, max_loss_pt: float = 1.0) -> dict:
+    """The model one would pick without the test set: the smallest file (`bytes`) whose `val_acc` is
+    within `max_loss_pt` of the reference's validation accuracy; the most accurate on validation when
+    none is."""
+    pts = list(points)
+    if not pts:
+        raise ValueError("choose needs at least one point")
+    check_number(ref_val_acc, "ref_val_acc")
+    check_number(max_loss_pt, "max_loss_pt", 0.0)
+    ok = [p for p in pts if _num(p, "val_acc") >= ref_val_acc - max_loss_pt]
+    return min(ok, key=lambda p: _num(p, "bytes")) if ok else max(pts, key=lambda p: _num(p, "val_acc"))
+
+
 # =============================================================================================
 # sparse k-means sharing: a codebook for the nonzero weights only, zeros stay zero
 
-class MaskedCodebook(nn.Module):
-    """Parametrization weight = mask * codebook[index]: 2^bits trainable values shared by the kept
-    weights of a layer; pruned weights (mask False) stay exactly zero. Gradients of a centroid are
-    the mean of its weights' gradients (a centroid moves like one ordinary weight)."""
-
-    def __init__(self, codebook: torch.Tensor, index: torch.Tensor, mask: torch.Tensor, bits: int):
-        super().__init__()
-        self.bits = _check_int(bits, "bits", 1)
-        self.codebook = nn.Parameter(codebook.detach().clone().float())
-        self.register_buffer("index", index.detach().clone().long())
-        self.register_buffer("mask", mask.detach().clone().bool())
-        counts = torch.bincount(self.index[self.mask].reshape(-1), minlength=len(self.codebook)).clamp(min=1)
-        self.register_buffer("inv_count", 1.0 / counts.float(), persistent=False)
-
-    def forward(self, original: torch.Tensor) -> torch.Tensor:   # original: ignored, kept reachable
-        cb = self.codebook
-        cb = (cb - cb.detach()) * self.inv_count + cb.detach()
-        return (cb[self.index] * self.mask).to(original.dtype)
-
-    def extra_repr(self) -> str:
-        return f"bits={self.bits}, kept={int(self.mask.sum())}/{self.mask.numel()}"
-
-
-def weight_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """Every Conv2d and Linear of `model`, in module order."""
-    return [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-
-
 def share_sparse(model: nn.Module, bits: int, init: str = "linear", iters: int = 30) -> nn.Module:
-    """A copy of `model` whose every Conv2d/Linear weight is a `MaskedCodebook`: k-means (slimlab.share)
-    of the nonzero weights only into 2^bits values; zero weights stay zero."""
+    """A copy of `model` whose every Conv2d/Linear weight is a `share.Codebook` with a mask: k-means
+    (`share.kmeans_1d`) of the nonzero weights only into 2^bits values; zero weights stay zero. A
+    centroid's gradient is the mean of its weights' (grad='mean': it moves like one ordinary weight)."""
     from .share import kmeans_1d
-    _check_model(model)
-    _check_int(bits, "bits", 1)
-    new = plain_copy(model)
-    for i, (name, layer) in enumerate(weight_layers(new)):
+    check_model(model)
+    check_int(bits, "bits", 1, 16)
+    new = baked_copy(model).cpu().eval()
+    for i, (name, layer) in enumerate(weight_layers(new).items()):
         w = layer.weight.detach()
         mask = w != 0
         if not mask.any():
             raise ValueError(f"{name} has no nonzero weight to share")
         cb, idx_nz = kmeans_1d(w[mask], bits, init, iters, seed=i)
-        index = torch.zeros(w.shape, dtype=torch.long)
-        index[mask] = idx_nz.reshape(-1)
-        parametrize.register_parametrization(layer, "weight", MaskedCodebook(cb, index, mask, bits))
-    return new.eval()
+        _set_codebook(layer, cb, idx_nz.reshape(-1), mask, bits)
+    return new
 
 
-def codebooks(model: nn.Module) -> dict[str, tuple[torch.Tensor, torch.Tensor, int]]:
-    """{layer: (codebook, index, bits)} for every layer shared by `share_sparse` or `share.kmeans_share`."""
-    from .share import Codebook
-    out = {}
-    for name, mod in weight_layers(model):
-        if parametrize.is_parametrized(mod, "weight"):
-            p = mod.parametrizations.weight[0]
-            if isinstance(p, (MaskedCodebook, Codebook)):
-                out[name] = (p.codebook.detach().cpu(), p.index.cpu(), p.bits)
-    return out
+def _set_codebook(layer: nn.Module, cb: torch.Tensor, idx_kept: torch.Tensor, mask: torch.Tensor, bits: int) -> None:
+    index = torch.zeros(mask.shape, dtype=torch.long)
+    index[mask] = idx_kept
+    parametrize.register_parametrization(layer, "weight", Codebook(
+        cb, index, bits, grad="mean", mask=None if bool(mask.all()) else mask))
 
 
-def plain_copy(model: nn.Module) -> nn.Module:
-    """A copy of `model` with every parametrization baked into plain weights (masks, codebooks)."""
-    _check_model(model)
-    from .prune import build_from_arch, plain_state_dict
-    if not any(parametrize.is_parametrized(m) for m in model.modules()):
-        return copy.deepcopy(model).cpu().to(memory_format=torch.contiguous_format)
-    out = build_from_arch(model.arch)
-    out.load_state_dict(plain_state_dict(model))
-    return out.eval()
-
-
-# =============================================================================================
-# the file format
-
-@dataclass
-class PackReport:
-    """What `save_packed` wrote: total bytes and where they went."""
-    path: str
-    bytes: int
-    parts: dict[str, int] = field(default_factory=dict)   # header, positions, indices, values, codebooks, tables, floats
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-def _floats(t: torch.Tensor, half: bool) -> tuple[bytes, str]:
-    t = t.detach().cpu().float().contiguous()
-    return (t.half().numpy().tobytes(), "f2") if half else (t.numpy().tobytes(), "f4")
-
-
-def _pack_fixed(v: np.ndarray, bits: int) -> bytes:
-    from .quantize import pack_bits
-    return pack_bits(torch.from_numpy(np.ascontiguousarray(v, dtype=np.int64)), bits).numpy().tobytes()
-
-
-def _unpack_fixed(data: bytes, bits: int, n: int) -> np.ndarray:
-    from .quantize import unpack_bits
-    return unpack_bits(torch.from_numpy(np.frombuffer(data, dtype=np.uint8).copy()), bits, n).numpy()
-
-
-def save_packed(model: nn.Module, path: str | os.PathLike, *, sparse: bool = True, value_bits: int | None = None,
-                entropy: bool = False, half: bool = False, max_gap: int = 32) -> PackReport:
-    """Write `model` (a slimlab ResNet, possibly masked, shared or slimmed) as one real file; return a PackReport.
-
-    Every Conv2d/Linear weight is stored as
-      * positions (`sparse=True`): the gap stream of its nonzero weights (`gaps_from_mask`), else none (all kept);
-      * values: if the layer carries a codebook (`share_sparse`, `share.kmeans_share`): the codebook and one
-        index per kept weight; else if `value_bits`: a uniform grid of 2^value_bits levels between the
-        layer's smallest and largest kept weight (plain quantization) and one index per kept weight;
-        else the raw kept values (float32, or float16 with `half`);
-      * `entropy=True`: gap and index streams Huffman-coded (code lengths stored), else packed at fixed width.
-    Batch norm is stored folded to a per-channel scale and shift; biases, codebooks, scales and shifts in
-    float16 with `half`, else float32. Written atomically (magic, header length, zlib-compressed JSON header, one blob).
-    """
-    from .share import kmeans_1d
-    _check_model(model)
-    arch = getattr(model, "arch", None)
-    if not isinstance(arch, dict) or "name" not in arch:
-        raise TypeError("model must be a slimlab CIFAR ResNet (with an .arch dict from models.build)")
-    if value_bits is not None:
-        _check_int(value_bits, "value_bits", 1)
-        if value_bits > 16:
-            raise ValueError(f"value_bits must be in 1..16, got {value_bits}")
-    _check_int(max_gap, "max_gap", 1)
-    gap_bits = max(1, math.ceil(math.log2(max_gap + 1)))
-    shared = codebooks(model)
-    plain = plain_copy(model)
-    entries, chunks, parts, offset = [], [], {}, 0
-
-    def add(kind: str, data: bytes) -> dict:
-        nonlocal offset
-        ref = [offset, len(data)]
-        chunks.append(data)
-        parts[kind] = parts.get(kind, 0) + len(data)
-        offset += len(data)
-        return ref
-
-    def stream(v: np.ndarray, alphabet: int, bits: int, kind: str) -> dict:
-        if entropy:
-            lengths, data, _ = huffman_code(v, alphabet)
-            return {"huff": add("tables", lengths.tobytes()), "data": add(kind, data), "n": len(v)}
-        return {"bits": bits, "data": add(kind, _pack_fixed(v, bits)), "n": len(v)}
-
-    mods = dict(plain.named_modules())
-    for name, layer in weight_layers(plain):
-        w = layer.weight.detach().cpu().float()
-        flat = w.reshape(-1)
-        keep = (flat != 0).numpy() if sparse else np.ones(flat.numel(), dtype=bool)
-        e = {"name": name, "shape": list(w.shape), "kept": int(keep.sum())}
-        if sparse:
-            e["pos"] = stream(gaps_from_mask(keep, max_gap), max_gap + 1, gap_bits, "positions")
-            e["max_gap"] = max_gap
-        kept = flat[torch.from_numpy(keep)]
-        if name in shared:
-            cb, idx, bits = shared[name]
-            if not sparse and not bool((flat != 0).all()):
-                raise ValueError(f"{name} is shared and has zero (pruned) weights: save it with sparse=True")
-            idx = idx.reshape(-1)[torch.from_numpy(keep)].numpy()
-        elif value_bits is not None and len(kept):
-            cb, idx = kmeans_1d(kept, value_bits, "linear", iters=0)   # a uniform grid, nearest level
-            bits, idx = value_bits, idx.numpy()
-        else:
-            cb = None
-        if cb is not None:
-            data, dt = _floats(cb, half)
-            e["codebook"] = {"ref": add("codebooks", data), "dtype": dt, "bits": bits}
-            e["idx"] = stream(idx.reshape(-1), 2 ** bits, bits, "indices")
-        else:
-            data, dt = _floats(kept, half)
-            e["values"] = {"ref": add("values", data), "dtype": dt}
-        if layer.bias is not None:
-            data, dt = _floats(layer.bias, half)
-            e["bias"] = {"ref": add("floats", data), "dtype": dt}
-        entries.append(e)
-    others = []
-    for name, mod in mods.items():
-        if isinstance(mod, nn.BatchNorm2d):
-            scale = mod.weight.detach() / torch.sqrt(mod.running_var + mod.eps)
-            shift = mod.bias.detach() - mod.running_mean * scale
-            data, dt = _floats(torch.cat([scale, shift]), half)
-            others.append({"name": name, "kind": "bn", "ref": add("floats", data), "dtype": dt,
-                           "n": mod.num_features})
-        elif not isinstance(mod, (nn.Conv2d, nn.Linear)):
-            for k, t in list(mod.named_parameters(recurse=False)) + list(mod.named_buffers(recurse=False)):
-                data, dt = _floats(t, False)
-                others.append({"name": f"{name}.{k}" if name else k, "kind": "raw", "ref": add("floats", data),
-                               "dtype": dt, "shape": list(t.shape)})
-    header = zlib.compress(json.dumps({"arch": arch, "w": entries, "o": others}, separators=(",", ":")).encode(), 9)
-    p = write_container(path, MAGIC, header, chunks)
-    parts["header"] = len(MAGIC) + 4 + len(header)
-    size = p.stat().st_size
-    if size != sum(parts.values()):
-        raise RuntimeError(f"{p}: {size} bytes on disk but {sum(parts.values())} accounted for")
-    return PackReport(str(p), size, parts)
-
-
-def load_packed(path: str | os.PathLike) -> nn.Module:
-    """The model saved by `save_packed`, as a plain float32 model (eval mode, CPU); needs nothing but the file."""
-    from .prune import build_from_arch
-    header, blob = read_container(path, MAGIC, "slimlab packed model")
-    head = json.loads(zlib.decompress(header))
-    get = lambda ref: bytes(blob[ref[0]:ref[0] + ref[1]])
-    fl = lambda d: torch.from_numpy(np.frombuffer(get(d["ref"]), dtype=np.dtype(d["dtype"])).astype(np.float32))
-
-    def read_stream(s: dict) -> np.ndarray:
-        if "huff" in s:
-            return huffman_decode(np.frombuffer(get(s["huff"]), dtype=np.uint8), get(s["data"]), s["n"])
-        return _unpack_fixed(get(s["data"]), s["bits"], s["n"])
-
-    model = build_from_arch(head["arch"])
-    mods = dict(model.named_modules())
-    with torch.no_grad():
-        for e in head["w"]:
-            n = math.prod(e["shape"])
-            keep = mask_from_gaps(read_stream(e["pos"]), e["max_gap"], n) if "pos" in e else np.ones(n, bool)
-            vals = fl(e["codebook"])[torch.from_numpy(read_stream(e["idx"]))] if "codebook" in e else fl(e["values"])
-            w = torch.zeros(n)
-            w[torch.from_numpy(keep)] = vals
-            layer = mods[e["name"]]
-            layer.weight.copy_(w.view(e["shape"]))
-            if "bias" in e:
-                layer.bias.copy_(fl(e["bias"]))
-        for o in head["o"]:
-            if o["kind"] == "bn":
-                bn, v = mods[o["name"]], fl(o)
-                bn.weight.copy_(v[:o["n"]])
-                bn.bias.copy_(v[o["n"]:])
-                bn.running_mean.zero_()
-                bn.running_var.fill_(1.0 - bn.eps)       # (x - 0) / sqrt(1 - eps + eps) = x
-            else:
-                mod_name, _, k = o["name"].rpartition(".")
-                getattr(mods[mod_name], k).copy_(fl(o).view(o["shape"]))
-    return model.eval()
+def _reshare(model: nn.Module) -> nn.Module:
+    """The model with each layer's distinct nonzero values as a masked `share.Codebook` again (after a
+    file round trip, so that later steps keep the codebooks)."""
+    new = baked_copy(model).cpu().eval()
+    for name, layer in weight_layers(new).items():
+        w = layer.weight.detach()
+        mask = w != 0
+        vals, inv = torch.unique(w[mask], return_inverse=True)
+        bits = max(1, math.ceil(math.log2(max(2, len(vals)))))
+        _set_codebook(layer, vals, inv, mask, bits)
+    return new
 
 
 # =============================================================================================
@@ -362,28 +150,41 @@ def load_packed(path: str | os.PathLike) -> nn.Module:
 
 @dataclass(frozen=True)
 class StepConfig:
-    """Knobs of the pipeline steps: fine-tune `steps`, `batch_size` and peak `lr` (cosine); pruning
-    `sparsity`; k-means `share_bits`; plain quantization `quant_bits`; KD `temperature` and `alpha`."""
+    """Knobs of a pipeline: the fine-tune budget `steps` of the whole chain (split evenly over its
+    trained steps), `batch_size` and peak `lr` (cosine); pruning `sparsity`; k-means `share_bits`;
+    uniform grid `quant_bits` (QAT, and the 'quantize' storage step); KD `temperature` and `alpha`;
+    `seed` of the fine-tunes."""
     steps: int = 100
     batch_size: int = 128
     lr: float = 0.01
     sparsity: float = 0.8
     share_bits: int = 4
     quant_bits: int = 8
-    distill_steps: int = 100
     temperature: float = 4.0
     alpha: float = 0.9
     seed: int = 0
 
     def validate(self) -> None:
-        _check_int(self.steps, "steps", 1)
-        _check_int(self.distill_steps, "distill_steps", 1)
-        _check_int(self.batch_size, "batch_size", 1)
-        _check_int(self.share_bits, "share_bits", 1)
-        _check_int(self.quant_bits, "quant_bits", 1)
-        _check_fraction(self.sparsity, "sparsity")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+        check_int(self.steps, "steps", 1)
+        check_int(self.batch_size, "batch_size", 1)
+        check_int(self.share_bits, "share_bits", 1, 16)
+        check_int(self.quant_bits, "quant_bits", 1, 16)
+        check_int(self.seed, "seed", 0)
+        check_fraction(self.sparsity, "sparsity")
+        check_number(self.lr, "lr", 0.0, lo_open=True)
+        check_number(self.temperature, "temperature", 0.0, lo_open=True)
+        check_fraction(self.alpha, "alpha", allow_one=True)
+
+
+def budget_split(steps: Sequence[str], budget: int) -> dict[str, int]:
+    """{trained step: fine-tune steps}: `budget` split evenly over the trained steps of a chain (the
+    first ones get the remainder), so every chain spends the same budget however many steps it has."""
+    check_int(budget, "budget", 1)
+    trained = [s for s in steps if s in TRAINED]
+    if len(trained) > budget:
+        raise ValueError(f"a budget of {budget} steps cannot be split over {len(trained)} trained steps")
+    q, r = divmod(budget, max(1, len(trained)))
+    return {s: q + (i < r) for i, s in enumerate(trained)}
 
 
 def _train_config(steps: int, cfg: StepConfig):
@@ -407,68 +208,71 @@ def _fit(model, x, y, steps, cfg, teacher=None, on_step=None, desc="fine-tune", 
     return model.cpu().to(memory_format=torch.contiguous_format).eval()
 
 
-def prune_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: StepConfig, *,
+def prune_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: StepConfig, steps: int | None = None, *,
                teacher: nn.Module | None = None, progress: bool = True) -> nn.Module:
-    """A copy of `model` pruned to `cfg.sparsity` (layer-wise magnitude) gradually during a `cfg.steps`
-    fine-tune (Zhu & Gupta's cubic schedule, slimlab.prune), under `teacher` if given; zeros baked in."""
+    """A copy of `model` pruned to `cfg.sparsity` (layer-wise magnitude) gradually during a fine-tune of
+    `steps` (default `cfg.steps`; Zhu & Gupta's cubic schedule, slimlab.prune), under `teacher` if
+    given; zeros baked in."""
     from .prune import gradual_pruning, remove_masks
     cfg.validate()
-    m = plain_copy(model)
+    m = baked_copy(model).cpu()
     hook = gradual_pruning(m, cfg.sparsity)
-    m = _fit(m, x, y, cfg.steps, cfg, teacher, hook, f"prune to {cfg.sparsity:.0%}", progress)
+    m = _fit(m, x, y, steps or cfg.steps, cfg, teacher, hook, f"prune to {cfg.sparsity:.0%}", progress)
     return remove_masks(m).eval()
 
 
-def share_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: StepConfig, *,
+def share_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: StepConfig, steps: int | None = None, *,
                teacher: nn.Module | None = None, progress: bool = True) -> nn.Module:
-    """`share_sparse(model, cfg.share_bits)` with its codebooks (and batch norm) fine-tuned for `cfg.steps`."""
+    """`share_sparse(model, cfg.share_bits)` with its codebooks (and batch norm) fine-tuned for `steps`
+    (default `cfg.steps`), under `teacher` if given."""
     cfg.validate()
     m = share_sparse(model, cfg.share_bits)
-    return _fit(m, x, y, cfg.steps, cfg, teacher, None, f"k-means {cfg.share_bits}-bit codebooks", progress)
+    return _fit(m, x, y, steps or cfg.steps, cfg, teacher, None, f"k-means {cfg.share_bits}-bit codebooks", progress)
 
 
-def distill_step(student: nn.Module, teacher: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: StepConfig, *,
-                 progress: bool = True) -> nn.Module:
-    """A copy of `student` fine-tuned for `cfg.distill_steps` under `teacher` (Hinton KD, T and alpha from cfg)."""
-    _check_model(teacher)
+def qat_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: StepConfig, steps: int | None = None, *,
+             teacher: nn.Module | None = None, progress: bool = True) -> nn.Module:
+    """Quantization-aware fine-tuning: every Conv2d/Linear weight fake-quantized (`quantize.WeightFakeQuant`,
+    straight-through gradients) on a per-layer min-max grid of 2^cfg.quant_bits levels — the grid the
+    packed file stores — for `steps` (default `cfg.steps`); returns the model baked onto its grid."""
+    from .quantize import WeightFakeQuant
     cfg.validate()
-    return _fit(plain_copy(student), x, y, cfg.distill_steps, cfg, teacher, None,
+    m = baked_copy(model).cpu()
+    for layer in weight_layers(m).values():
+        parametrize.register_parametrization(layer, "weight", WeightFakeQuant(
+            cfg.quant_bits, symmetric=False, granularity="per_tensor"))
+    m = _fit(m, x, y, steps or cfg.steps, cfg, teacher, None, f"{cfg.quant_bits}-bit QAT", progress)
+    return baked_copy(m).eval()
+
+
+def distill_step(student: nn.Module, teacher: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: StepConfig,
+                 steps: int | None = None, *, progress: bool = True) -> nn.Module:
+    """A copy of `student` fine-tuned for `steps` (default `cfg.steps`) under `teacher` (Hinton KD, T and
+    alpha from cfg)."""
+    check_model(teacher, "teacher")
+    cfg.validate()
+    return _fit(baked_copy(student).cpu(), x, y, steps or cfg.steps, cfg, teacher, None,
                 f"distil (T={cfg.temperature:g}, α={cfg.alpha:g})", progress)
 
 
-def cached(parts: str | os.PathLike | None, kind: str, config: dict, fn: Callable[[], dict]) -> dict:
-    """`fn()`'s row, kept as `<parts>/<kind>-<hash of config>.json` and read back on a later run;
-    with `parts=None` (the quick profile) it is always computed and nothing is stored."""
-    if parts is None:
-        return fn()
-    path = Path(parts) / f"{kind}-{_config_key(config)}.json"
-    if path.is_file():
-        try:
-            return json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: not valid JSON ({e}); delete it to recompute") from None
-    row = fn()
-    atomic_json(row, path)
-    return row
-
-
-def _config_key(*parts) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
 def run_chain(name: str, steps: Sequence[str], base: nn.Module, data, cfg: StepConfig, *,
-              evaluate_fn: Callable[[nn.Module], dict], workdir: str | os.PathLike,
-              teacher: nn.Module | None = None, parts: str | os.PathLike | None = None,
-              base_key: str = "", progress: bool = True) -> list[dict]:
-    """Apply `steps` (from STEPS, in order) to a copy of `base`; after each, write the model with
-    `save_packed` (options accumulate: prune → sparse positions, quantize → float16 leftovers and,
-    without a codebook, a `cfg.quant_bits` grid, entropy → Huffman), read it back and measure it with
-    `evaluate_fn(model) -> {'val_acc', 'test_acc', ...}`. Returns one row per step (bytes, accuracy,
-    nonzero parameters, file, where the bytes went). `data`: an object with train_x, train_y.
-    With `parts`, each finished stage's row (JSON) is kept there and its file in `workdir`; a stage whose
-    row and file exist is read back instead of recomputed (keys include `base_key` and the config)."""
+              evaluate_fn: Callable[[nn.Module], dict], store, teacher: nn.Module | None = None,
+              base_key: dict | None = None, progress: bool = True) -> list[dict]:
+    """Apply `steps` (from STEPS, in order) to a copy of `base`, the fine-tune budget `cfg.steps` split
+    evenly over the trained ones (`budget_split`); after each step write the model with `save_packed`
+    (options accumulate: prune → sparse positions, qat → its `cfg.quant_bits` grid, quantize → float16
+    leftovers and, without a codebook, a `cfg.quant_bits` grid, entropy → Huffman), read it back and
+    measure it with `evaluate_fn(model) -> {'val_acc', 'test_acc', ...}`. Returns one row per step
+    (bytes on disk, accuracy, nonzero parameters, fine-tune steps spent so far, the file's name in
+    `store.work`, where the bytes went). `data`: an object with train_x, train_y.
+    `store` (a `parts.PartStore`) keeps each finished stage's row and its file; a stage whose row and
+    file exist is read back instead of recomputed (the key holds `base_key`, the steps so far and cfg).
+    `teacher`: the 'distill' step's teacher, and the teacher of every later trained step."""
+    from .parts import PartStore
     if not isinstance(name, str) or not name or "/" in name:
         raise ValueError(f"name must be a non-empty string without '/', got {name!r}")
+    if not isinstance(store, PartStore):
+        raise TypeError(f"store must be a slimlab.parts.PartStore, got {type(store).__name__}")
     steps = list(steps)
     bad = [s for s in steps if s not in STEPS]
     if not steps or bad:
@@ -477,154 +281,87 @@ def run_chain(name: str, steps: Sequence[str], base: nn.Module, data, cfg: StepC
         raise ValueError(f"each step may appear once, got {steps!r}")
     if "distill" in steps and teacher is None:
         raise ValueError("the 'distill' step needs a teacher")
-    cfg.validate()
-    work = Path(workdir)
-    work.mkdir(parents=True, exist_ok=True)
-    opts = {"sparse": False, "value_bits": None, "entropy": False, "half": False}
-    model, rows, shared = plain_copy(base), [], False
+    if "qat" in steps and ("prune" in steps or "share" in steps):
+        raise ValueError("'qat' is a single method here: fine-tuning on a grid would move pruned zeros "
+                         "and shared values; use 'quantize' (storage) after 'prune'/'share'")
     if "share" in steps and "quantize" in steps and steps.index("quantize") < steps.index("share"):
         raise ValueError("'quantize' after 'share' only: quantizing first leaves nothing for k-means to share")
+    cfg.validate()
+    split = budget_split(steps, cfg.steps)
+    opts = {"sparse": False, "value_bits": None, "entropy": False, "half": False}
+    model, rows, shared, spent = baked_copy(base).cpu().eval(), [], False, 0
+    measured: tuple[nn.Module, dict] | None = None      # the last model read back, and its metrics
     for i, step in enumerate(steps):
-        key = f"{name}-{i}-{step}-" + _config_key(base_key, steps[:i + 1], asdict(cfg))
-        file = work / f"{key}.slpk"
-        row_path = Path(parts) / f"{key}.json" if parts is not None else None
-        trained = step in ("distill", "prune", "share")
         if step == "prune":
             opts["sparse"] = True
+        elif step == "qat":
+            opts["value_bits"] = cfg.quant_bits
         elif step == "quantize":
             opts["half"] = True
             opts["value_bits"] = None if shared else cfg.quant_bits
         elif step == "entropy":
             opts["entropy"] = True
         shared = shared or step == "share"
-        if row_path is not None and row_path.is_file() and file.is_file():
-            rows.append(json.loads(row_path.read_text()))       # finished earlier: read it back
-            back = load_packed(file)
-            model = _reshare(back) if shared else back          # later steps need the codebooks
-            continue
-        if step == "distill":
-            model = distill_step(model, teacher, data.train_x, data.train_y, cfg, progress=progress)
-        elif step == "prune":
-            model = prune_step(model, data.train_x, data.train_y, cfg, teacher=teacher, progress=progress)
-        elif step == "share":
-            model = share_step(model, data.train_x, data.train_y, cfg, teacher=teacher, progress=progress)
-        rep = save_packed(model, file, **opts)
-        back = load_packed(file)
-        pc = count_params(back)
-        row = {"chain": name, "step": step, "stage": " → ".join(steps[:i + 1]), "index": i,
-               "bytes": rep.bytes, "parts": rep.parts, "params": pc.total, "nonzero": pc.nonzero,
-               "file": file.name, "arch": back.arch["name"], "options": dict(opts), "trained": trained,
-               **evaluate_fn(back)}
-        if row_path is not None:
-            atomic_json(row, row_path)
+        spent += split.get(step, 0)
+        config = {"base": base_key or {}, "steps": steps[:i + 1], "cfg": asdict(cfg)}
+
+        def compute(path: Path, step=step, model=model, stage_opts=dict(opts), spent=spent, prev=measured):
+            n = split.get(step, 0)
+            if step == "distill":
+                model = distill_step(model, teacher, data.train_x, data.train_y, cfg, n, progress=progress)
+            elif step == "prune":
+                model = prune_step(model, data.train_x, data.train_y, cfg, n, teacher=teacher, progress=progress)
+            elif step == "share":
+                model = share_step(model, data.train_x, data.train_y, cfg, n, teacher=teacher, progress=progress)
+            elif step == "qat":
+                model = qat_step(model, data.train_x, data.train_y, cfg, n, teacher=teacher, progress=progress)
+            packed = path.with_suffix(".slpk")
+            rep = save_packed(model, packed, **stage_opts)
+            back = load_packed(packed)
+            carry = _carry(model, back)
+            save_state(carry, path)
+            pc = count_params(back)
+            if step == "entropy" and prev is not None and _same_weights(back, prev[0]):
+                metrics = dict(prev[1])     # entropy coding is lossless: the same model, the same numbers
+            else:
+                metrics = evaluate_fn(back)
+            row = {"chain": name, "step": step, "stage": " → ".join(steps[:i + 1]), "index": i,
+                   "bytes": rep.bytes, "parts": rep.parts, "positions": rep.positions, "params": pc.total,
+                   "nonzero": pc.nonzero, "file": packed.name, "arch": back.arch["name"], "options": stage_opts,
+                   "finetune_steps": spent, "seed": cfg.seed, **metrics}
+            return row, (carry, back)
+
+        def load(path: Path):
+            back = load_packed(path.with_suffix(".slpk"))
+            return load_state(from_arch(back.arch), path), back
+
+        row, (carry, back) = store.run_model(f"{name}-{i}-{step}", config, compute, load)
         rows.append(row)
-        if step in ("quantize", "entropy"):   # storage-only steps: continue from what the file holds
-            model = _reshare(back) if shared else back
+        model = _reshare(carry) if shared else carry          # later steps need the codebooks
+        measured = (back, {k: row[k] for k in row if k not in _ROW_KEYS})
     return rows
 
 
-def _reshare(model: nn.Module) -> nn.Module:
-    """A model whose layers' distinct nonzero values become a MaskedCodebook again (after a file round trip)."""
-    new = plain_copy(model)
-    for name, layer in weight_layers(new):
-        w = layer.weight.detach()
-        mask = w != 0
-        vals, inv = torch.unique(w[mask], return_inverse=True)
-        bits = max(1, math.ceil(math.log2(max(2, len(vals)))))
-        cb = torch.zeros(2 ** bits)
-        cb[:len(vals)] = vals
-        index = torch.zeros(w.shape, dtype=torch.long)
-        index[mask] = inv
-        parametrize.register_parametrization(layer, "weight", MaskedCodebook(cb, index, mask, bits))
-    return new.eval()
+_ROW_KEYS = {"chain", "step", "stage", "index", "bytes", "parts", "positions", "params", "nonzero", "file", "arch",
+             "options", "finetune_steps", "seed"}
 
 
-# =============================================================================================
-# activation memory at batch 1 (for the SRAM budget)
-
-@dataclass(frozen=True)
-class ActivationMemory:
-    """Live activation bytes per layer call at batch 1 and the peak."""
-    per_layer: list[tuple[str, int]]   # (layer name, live bytes while it runs)
-    peak_bytes: int
-    peak_layer: str
-    bytes_per_value: int
-
-    def as_dict(self) -> dict:
-        return asdict(self)
+def _carry(trained: nn.Module, back: nn.Module) -> nn.Module:
+    """What a later step continues from: the trained model (its batch norm as trained, not folded as in the
+    file) with the weights and biases the file holds (a grid, float16 codebooks)."""
+    m = baked_copy(trained).cpu().float().eval()
+    held = weight_layers(back)
+    with torch.no_grad():
+        for name, layer in weight_layers(m).items():
+            layer.weight.copy_(held[name].weight)
+            if layer.bias is not None:
+                layer.bias.copy_(held[name].bias)
+    return m
 
 
-def _tensors(obj) -> list[torch.Tensor]:
-    if isinstance(obj, torch.Tensor):
-        return [obj]
-    if isinstance(obj, (list, tuple)):
-        return [t for o in obj for t in _tensors(o)]
-    if isinstance(obj, dict):
-        return [t for o in obj.values() for t in _tensors(o)]
-    return []
-
-
-@torch.no_grad()
-def activation_memory(model: nn.Module, input_size: tuple[int, ...] = (1, 3, 32, 32), bytes_per_value: int = 4,
-                      held: tuple[type, ...] | None = None) -> ActivationMemory:
-    """Run one zero input of `input_size` through `model` (eval mode) with forward hooks on every leaf
-    module and count, for each leaf call, the values that must be live at once: its inputs + its output
-    (a tensor shared by both, e.g. an in-place op, counts once) + the inputs of every enclosing module of
-    a `held` type (default: slimlab's residual BasicBlock, whose input waits for the shortcut add).
-    Values × `bytes_per_value` (1 for int8, 4 for float32). Parameter-free functional ops (F.relu, the add)
-    are not modules; an edge runtime fuses them into the neighbouring layer."""
-    from .models import BasicBlock
-    _check_model(model)
-    _check_int(bytes_per_value, "bytes_per_value", 1)
-    if not (isinstance(input_size, tuple) and all(isinstance(s, int) and s > 0 for s in input_size)):
-        raise ValueError(f"input_size must be a tuple of positive ints like (1, 3, 32, 32), got {input_size!r}")
-    held = (BasicBlock,) if held is None else tuple(held)
-    stack: list[torch.Tensor] = []      # inputs of the enclosing `held` modules, innermost last
-    sizes: list[int] = []               # how many tensors each of them pushed
-    rows: list[tuple[str, int]] = []
-    handles = []
-
-    def live(ts) -> int:
-        seen, n = set(), 0
-        for t in ts:
-            k = (t.data_ptr(), t.numel())
-            if k not in seen:
-                seen.add(k)
-                n += t.numel()
-        return n
-
-    def pre(mod, args):
-        ts = _tensors(args)
-        stack.extend(ts)
-        sizes.append(len(ts))
-
-    def post_held(mod, args, out):
-        del stack[len(stack) - sizes.pop():]
-
-    def leaf(name):
-        def hook(mod, args, out):
-            rows.append((name, live(stack + _tensors(args) + _tensors(out)) * bytes_per_value))
-        return hook
-
-    was = model.training
-    model.eval()
-    try:
-        for name, mod in model.named_modules():
-            if held and isinstance(mod, held):
-                handles.append(mod.register_forward_pre_hook(pre))
-                handles.append(mod.register_forward_hook(post_held))
-            elif not list(mod.children()):
-                handles.append(mod.register_forward_hook(leaf(name)))
-        dev = next((p.device for p in model.parameters()), torch.device("cpu"))
-        model(torch.zeros(input_size, device=dev))
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was)
-    if not rows:
-        raise ValueError("model has no leaf module to measure")
-    name, peak = max(rows, key=lambda r: r[1])
-    return ActivationMemory(rows, peak, name, bytes_per_value)
+def _same_weights(a: nn.Module, b: nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
 # =============================================================================================
@@ -702,5 +439,193 @@ def _points_05(doc, recs, point):
             point(f"{r['name']} (05)", "distill", r["bytes"], r["acc"], lat=r.get("latency_ms"))
 
 
-# =============================================================================================
-# verdict rules (written and unit-tested on made-up metrics before the runs they judge)
+# ==== the C12 baselines: the teacher compressed to the student's size (moved from distill)
+# Notebook 05 compares the distilled student with the teacher compressed by each other method, as
+# slimlab implements it (slimlab.prune, slimlab.share, slimlab.quantize), to no more than the student's
+# size: nonzero parameters, or bytes of the method's own file on disk. Each compressed teacher is
+# written to its file, and its accuracy is that of the model read back from the file.
+
+import os  # noqa: E402  (this section's own imports: it was moved here whole and stands alone)
+from pathlib import Path  # noqa: E402
+from typing import Callable  # noqa: E402
+
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+
+from .measure import count_params  # noqa: E402
+
+# (name, method, size matched): parameters (nonzero) or bytes of the file on disk
+C12_PLAN = (("pruned @ params", "prune", "params"), ("low-rank @ params", "low-rank", "params"),
+            ("pruned @ bytes", "prune", "bytes"), ("low-rank @ bytes", "low-rank", "bytes"),
+            ("k-means @ bytes", "kmeans", "bytes"), ("quantized @ bytes", "quantize", "bytes"))
+C12_METHODS = ("prune", "low-rank", "kmeans", "quantize")
+C12_FILE_SUFFIX = {"prune": ".sparse.pt", "low-rank": ".shr", "kmeans": ".shr", "quantize": ".slq"}
+
+
+def _c12_method(method) -> str:
+    if method not in C12_METHODS:
+        raise ValueError(f"method must be one of {C12_METHODS}, got {method!r}")
+    return method
+
+
+def c12_student_bytes(model: nn.Module, path: str | os.PathLike) -> int:
+    """The student's size on disk (bytes): its fp32 weights in the compact container of the low-rank and
+    k-means files (`share.export_shared` of an unshared model) — the byte budget of the baselines."""
+    from .share import export_shared
+    return export_shared(model, path)
+
+
+def write_compressed(model: nn.Module, method: str, path: str | os.PathLike) -> int:
+    """Write a compressed teacher with its method's own file format; returns the bytes on disk:
+    'prune' -> `prune.save_sparse` (bit mask + fp32 nonzero values), 'low-rank' and 'kmeans' ->
+    `share.export_shared` (factors; codebooks + packed indices), 'quantize' -> `quantize.save_quantized`
+    (packed integer codes + scales)."""
+    from . import prune, quantize, share
+    _c12_method(method)
+    if method == "prune":
+        return prune.save_sparse(model, path, values="fp32")
+    if method == "quantize":
+        return quantize.save_quantized(model, path)
+    return share.export_shared(model, path)
+
+
+def read_compressed(method: str, path: str | os.PathLike) -> nn.Module:
+    """The model in a file written by `write_compressed` (eval mode, CPU), rebuilt from the file alone."""
+    from . import prune, quantize, share
+    _c12_method(method)
+    loader = {"prune": prune.load_sparse, "quantize": quantize.load_quantized}.get(method, share.load_shared)
+    return loader(path)
+
+
+def match_size(make: Callable[[float], nn.Module], size: Callable[[nn.Module], int], target: int,
+               iters: int = 10) -> tuple[float, nn.Module]:
+    """The largest knob in (0, 1] (bisection) whose model `make(knob)` has `size(model) <= target`;
+    size must grow with the knob. Returns (knob, model). Raises ValueError if even a tiny knob is too big."""
+    from .checks import check_int
+    if not callable(make) or not callable(size):
+        raise TypeError("make and size must be callables")
+    check_int(target, "target", 1)
+    top = make(1.0)
+    if size(top) <= target:
+        return 1.0, top
+    lo, hi = 1e-3, 1.0
+    m = make(lo)
+    if size(m) > target:
+        raise ValueError(f"cannot reach size {target}: even knob {lo} gives {size(m)}")
+    best = (lo, m)
+    for _ in range(iters):
+        mid = (lo + hi) / 2
+        m = make(mid)
+        if size(m) <= target:
+            lo, best = mid, (mid, m)
+        else:
+            hi = mid
+    return best
+
+
+def compress_to_size(teacher: nn.Module, method: str, matched: str, params: int, nbytes: int,
+                     scratch: str | os.PathLike, *, iters: int = 8) -> tuple[float, nn.Module]:
+    """The teacher compressed by `method` to at most the student's size: `params` nonzero parameters
+    (matched='params') or `nbytes` bytes of the method's file (matched='bytes', measured by writing
+    the file to `scratch`). Returns (knob, compressed model, still trainable):
+
+    * 'prune': global magnitude pruning (`prune.prune_magnitude`), knob = fraction of weights kept;
+    * 'low-rank': truncated SVD per layer (`share.low_rank`), knob = retained energy;
+    * 'kmeans': k-means sharing (`share.kmeans_share`, grad='mean'), knob = bits, the most that fit;
+    * 'quantize': weight-only post-training quantization, per channel (`quantize.quantize_model`),
+      knob = bits, the most that fit (quantization keeps every parameter: bytes only).
+    The size grows with each knob, so bisection (prune, low-rank, `iters` steps) or a scan from the
+    most bits down finds the largest that fits."""
+    from . import prune, quantize, share
+    from .checks import check_choice, check_int, check_model
+    check_model(teacher, "teacher")
+    _c12_method(method)
+    check_choice(matched, ("params", "bytes"), "matched")
+    check_int(params, "params", 1)
+    check_int(nbytes, "nbytes", 1)
+    if matched == "params" and method in ("kmeans", "quantize"):
+        raise ValueError(f"{method} keeps every parameter, so it can only be matched by bytes")
+    path = Path(scratch)
+    file_size = lambda m: write_compressed(m, method, path)
+    target = params if matched == "params" else nbytes
+    if method == "prune":
+        make = lambda keep: prune.prune_magnitude(teacher, 1.0 - keep, "global")
+        return match_size(make, (lambda m: count_params(m).nonzero) if matched == "params" else file_size,
+                          target, iters)
+    if method == "low-rank":
+        make = lambda energy: share.low_rank(teacher, energy=energy)[0]
+        return match_size(make, (lambda m: count_params(m).total) if matched == "params" else file_size,
+                          target, iters)
+    top = 8   # the usual widest integer format; more bits buy nothing measurable at these sizes
+    for bits in range(top, 0 if method == "kmeans" else 1, -1):
+        m = (share.kmeans_share(teacher, share.KMeansConfig(bits=bits, grad="mean")) if method == "kmeans" else
+             quantize.quantize_model(teacher, quantize.QuantConfig(bits=bits, act_bits=None)))
+        if file_size(m) <= nbytes:
+            return float(bits), m
+    raise ValueError(f"cannot reach {nbytes} bytes with {method}: even the fewest bits are too big")
+
+
+def c12_finetune_config(steps: int, seed: int = 0, batch_size: int = 128):
+    """The fine-tune of a compressed teacher (a `train.TrainConfig`): `steps` steps of cosine from lr
+    0.01 without warm-up, with the teacher's own recipe otherwise (`zoo.RECIPES['resnet20']`: its label
+    smoothing, augmentation, cutout, weight decay, precision)."""
+    from dataclasses import replace
+    from .checks import check_int
+    from .zoo import RECIPES
+    cfg = replace(RECIPES["resnet20"].config, epochs=1, steps=check_int(steps, "steps", 1), seed=seed,
+                  batch_size=batch_size, lr=0.01, schedule="cosine", warmup=0.0)
+    cfg.validate()
+    return cfg
+
+
+def c12_finetune(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, *, seed: int = 0,
+                 batch_size: int = 128, progress: bool = True, desc: str = "fine-tune") -> nn.Module:
+    """Fine-tune a compressed teacher in place for `steps` steps with `train.fit`; returns it (CPU, eval).
+    Its compression survives: pruning masks and k-means codebooks are parametrizations that `fit`
+    trains through (pruned weights stay zero, shared weights stay shared), low-rank factors stay factors."""
+    from .train import fit
+    fit(model, x, y, c12_finetune_config(steps, seed, batch_size), progress=progress, desc=desc)
+    return model.cpu().to(memory_format=torch.contiguous_format).eval()
+
+
+def c12_baseline(teacher: nn.Module, name: str, method: str, matched: str, params: int, nbytes: int,
+                 path: str | os.PathLike, *, train: tuple[torch.Tensor, torch.Tensor] | None = None,
+                 finetune_steps: int = 0, test: tuple[torch.Tensor, torch.Tensor] | None = None,
+                 iters: int = 8, progress: bool = True) -> tuple[dict, nn.Module]:
+    """One C12 baseline: the teacher compressed by `method` to the student's size (`compress_to_size`),
+    fine-tuned for `finetune_steps` on `train` (not the post-training quantized one), written to `path`
+    in its method's format. Returns (record, model read back from the file): the record holds the
+    knob, the file's bytes on disk, parameters, nonzero parameters and, with `test`, the test accuracy
+    (%) of the model read back from the file — what a user of the file would get."""
+    import time
+    from .train import evaluate
+    path = Path(path)
+    t0 = time.perf_counter()
+    knob, model = compress_to_size(teacher, method, matched, params, nbytes, path, iters=iters)
+    if finetune_steps and method != "quantize":
+        if train is None:
+            raise ValueError("fine-tuning a baseline needs train=(images, labels)")
+        model = c12_finetune(model, train[0], train[1], finetune_steps, progress=progress, desc=f"fine-tune {name}")
+    file_bytes = write_compressed(model, method, path)
+    back = read_compressed(method, path)
+    pc = count_params(back)
+    rec = {"name": name, "method": method, "matched": matched, "knob": knob, "file_bytes": file_bytes,
+           "params": pc.total, "nonzero": pc.nonzero, "finetune_steps": finetune_steps if method != "quantize" else 0,
+           "seconds": round(time.perf_counter() - t0, 1)}
+    budget = params if matched == "params" else nbytes
+    size = pc.nonzero if matched == "params" else file_bytes
+    if size > budget:
+        raise RuntimeError(f"{name}: size {size} exceeds the student's {budget} {matched} after fine-tuning")
+    if test is not None:
+        rec["test_acc"] = evaluate(back, test[0], test[1])["acc"]
+    return rec, back
+
+
+def c12_baselines(teacher: nn.Module, params: int, nbytes: int, workdir: str | os.PathLike, **kw
+                  ) -> list[tuple[dict, nn.Module]]:
+    """Every baseline of `C12_PLAN` (`c12_baseline`), files written under `workdir`."""
+    out = []
+    for name, method, matched in C12_PLAN:
+        path = Path(workdir) / f"c12-{method}-{matched}{C12_FILE_SUFFIX[method]}"
+        out.append(c12_baseline(teacher, name, method, matched, params, nbytes, path, **kw))
+    return out

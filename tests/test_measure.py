@@ -75,3 +75,61 @@ def test_measure_errors():
         time_fn(lambda: None, repeats=0)
     with pytest.raises(TypeError, match="fn must be callable"):
         time_fn(3)
+
+
+def test_latency_leaves_the_callers_model_as_it_was():
+    m = build("resnet8", width=0.25).train()
+    before = {k: (v.clone(), v.is_contiguous()) for k, v in m.state_dict().items()}
+    latency(m, batch_size=2, repeats=2, warmup=1)
+    assert m.training
+    for k, v in m.state_dict().items():   # the old code switched every weight to channels_last in place
+        assert v.is_contiguous() == before[k][1] and torch.equal(v, before[k][0]), k
+
+
+def test_compare_latency_interleaves_restores_threads_and_reports_spread():
+    from slimlab.measure import compare_latency
+    old = torch.get_num_threads()
+    calls = []
+    seen_threads = []
+
+    def fake(tag):
+        def f(x):
+            calls.append(tag)
+            seen_threads.append(torch.get_num_threads())
+            return x
+        return f
+    small = build("resnet8", width=0.25).train()
+    res = compare_latency({"a": fake("a"), "b": fake("b"), "net": small}, batch_size=2,
+                          rounds=4, repeats=3, warmup=1, threads=1)
+    assert torch.get_num_threads() == old and small.training
+    assert set(seen_threads) == {1}
+    assert set(res) == {"a", "b", "net"}
+    for r in res.values():
+        assert r.rounds == 4 and r.repeats == 3 and r.threads == 1 and len(r.rounds_ms) == 4
+        assert r.min_ms <= r.q1_ms <= r.median_ms <= r.q3_ms <= r.max_ms and r.iqr_ms >= 0
+    # after the warm-ups, the rounds interleave: a's 3 calls, b's 3, then b first in round 2 …
+    timed = calls[2:]
+    assert timed[:6] == ["a"] * 3 + ["b"] * 3 and timed[6:12] == ["b"] * 3 + ["a"] * 3
+    assert calls.count("a") == 1 + 4 * 3
+    # the network (a real forward pass) is slower than an identity callable
+    assert res["net"].median_ms > res["a"].median_ms
+    torch.set_num_threads(old)
+
+
+def test_compare_latency_restores_threads_when_a_candidate_fails():
+    from slimlab.measure import compare_latency
+    old = torch.get_num_threads()
+
+    def boom(x):
+        raise RuntimeError("candidate failed")
+    with pytest.raises(RuntimeError, match="candidate failed"):
+        compare_latency({"x": boom}, threads=1 if old > 1 else 2, warmup=0)
+    assert torch.get_num_threads() == old
+    with pytest.raises(TypeError, match="non-empty dict"):
+        compare_latency({})
+    with pytest.raises(TypeError, match="nn.Module or callables"):
+        compare_latency({"x": 3})
+    with pytest.raises(ValueError, match="rounds must be an int >= 1"):
+        compare_latency({"x": boom}, rounds=0)
+    with pytest.raises(ValueError, match="batch_size must be an int >= 1"):
+        compare_latency({"x": boom}, batch_size=0)
