@@ -121,11 +121,10 @@ class DistillSection:
 class CombineSection:
     """Notebook 06: every method on the same axes, combined pipelines, the edge budget."""
     eval_images: int                        # val/test images for every point (0 = all)
-    quant_bits: tuple[int, ...]             # single method: uniform weight grids (PTQ, no fine-tune)
+    quant_bits: tuple[int, ...]             # single method: uniform weight grids (QAT, the same fine-tune budget)
     prune_sparsities: tuple[float, ...]     # single method: gradual magnitude pruning during a fine-tune
     share_bits: tuple[int, ...]             # single method: k-means codebooks, fine-tuned
-    finetune_steps: int                     # steps of every fine-tune (pruning, codebooks)
-    distill_steps: int                      # KD steps of the ResNet-8 student (warm start from the checkpoint)
+    finetune_steps: int                     # the fine-tune budget of every model, single or chain (split over its trained steps)
     chain_sparsities: tuple[float, ...]     # pruning step of the pipelines (one pipeline per value)
     chain_share_bits: int = 4               # k-means step of the Deep Compression chain
     chain_quant_bits: int = 8               # uniform grid of distil → prune → quantize
@@ -136,6 +135,7 @@ class CombineSection:
     calib_images: int = 256                 # training images calibrating int8 activations
     latency_repeats: int = 20               # timed batch-1 forward passes per model
     resumable: bool = False                 # per-part JSON under results/<profile>/06_putting_it_together/parts/
+    seeds: tuple[int, ...] = (0, 1)         # seeds of the best pipeline vs the best single method (C13)
 
 
 @dataclass(frozen=True)
@@ -189,7 +189,7 @@ QUICK = Profile(
     ),
     combine=CombineSection(
         eval_images=500, quant_bits=(8, 4), prune_sparsities=(0.5, 0.8), share_bits=(2, 4),
-        finetune_steps=6, distill_steps=6, chain_sparsities=(0.5,), chain_share_bits=4, chain_quant_bits=8,
+        finetune_steps=6, chain_sparsities=(0.5,), chain_share_bits=4, chain_quant_bits=8,
         batch_size=32, lr=0.005, calib_images=128, latency_repeats=10, resumable=False,
     ),
 )
@@ -231,10 +231,10 @@ FULL = Profile(
         batch_size=128,
     ),
     combine=CombineSection(
-        eval_images=0, quant_bits=(8, 6, 5, 4), prune_sparsities=(0.5, 0.7, 0.8, 0.9),
-        share_bits=(2, 3, 4, 5), finetune_steps=800, distill_steps=1500, chain_sparsities=(0.7, 0.8, 0.9),
+        eval_images=0, quant_bits=(8, 6, 5, 4), prune_sparsities=(0.3, 0.5, 0.7, 0.8, 0.9),
+        share_bits=(2, 3, 4, 5), finetune_steps=1600, chain_sparsities=(0.3, 0.5, 0.7, 0.8, 0.9),
         chain_share_bits=4, chain_quant_bits=6, batch_size=128, lr=0.01, calib_images=1024,
-        latency_repeats=50, resumable=True,
+        latency_repeats=50, resumable=True, seeds=(0, 1, 2),
     ),
 )
 
