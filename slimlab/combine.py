@@ -32,7 +32,7 @@ from torch.nn.utils import parametrize
 
 from .checks import check_fraction, check_int, check_model, check_number
 from .data import ROOT
-from .measure import FLASH_BYTES, SRAM_BYTES, ActivationMemory, activation_memory, count_params  # noqa: F401 (03 imports them from here)
+from .measure import count_params
 from .models import baked_copy, from_arch, weight_layers
 from .packing import load_packed, save_packed
 from .parts import load_state, save_state

@@ -6,6 +6,7 @@ import torch.nn as nn
 import torch.nn.utils.parametrize as P
 
 from slimlab.measure import count_macs, count_params, file_bytes, latency, serialized_bytes, time_fn
+from slimlab import models
 from slimlab.models import build
 
 
@@ -133,3 +134,30 @@ def test_compare_latency_restores_threads_when_a_candidate_fails():
         compare_latency({"x": boom}, rounds=0)
     with pytest.raises(ValueError, match="batch_size must be an int >= 1"):
         compare_latency({"x": boom}, batch_size=0)
+
+
+# --------------------------------------------------------------------------- activation memory (moved from combine)
+
+def test_activation_memory_on_a_hand_computable_net():
+    from slimlab.measure import activation_memory
+    net = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(inplace=True),
+                        nn.Conv2d(2, 4, 3, stride=2, padding=1), nn.Flatten(), nn.Linear(4 * 4 * 4, 3))
+    am = activation_memory(net, (1, 1, 8, 8), bytes_per_value=4)
+    # conv: 64 in + 128 out; in-place ReLU: 128 (in = out); conv: 128 + 64; flatten: a view, 64; linear: 64 + 3
+    assert am.per_layer == [("0", 192 * 4), ("1", 128 * 4), ("2", 192 * 4), ("3", 64 * 4), ("4", 67 * 4)]
+    assert am.peak_bytes == 768 and am.peak_layer == "0"
+    assert activation_memory(net, (1, 1, 8, 8), bytes_per_value=1).peak_bytes == 192
+
+
+def test_activation_memory_counts_the_residual_input():
+    from slimlab.measure import activation_memory
+    m = models.build("resnet8", width=0.25)          # 4 channels in stage 1: 4*32*32 = 4096 values
+    am = activation_memory(m, bytes_per_value=1)
+    rows = dict(am.per_layer)
+    assert rows["layer1.0.conv1"] == 2 * 4096          # its input is the block's input: counted once
+    assert rows["layer1.0.conv2"] == 3 * 4096          # block input held + conv2 in + out
+    assert am.peak_bytes == 3 * 4096
+    with pytest.raises(ValueError, match="bytes_per_value must be >= 1"):
+        activation_memory(m, bytes_per_value=0)
+    with pytest.raises(ValueError, match="input_size"):
+        activation_memory(m, input_size=[1, 3, 32, 32])
