@@ -58,11 +58,13 @@ benchmarks: install
 clean:
 	rm -rf build .pytest_cache
 
-## the course as a static HTML site in build/site/ (executed notebooks + the claims report)
+## the course as a static HTML site in build/site/: a landing page with the claims' verdicts and key figures,
+## the evidence notebooks (browser/build_site.py's NOTEBOOK_SOURCE, or SITE_NOTEBOOKS=DIR) and the claims report
 .PHONY: site test-browser
+SITE_NOTEBOOKS ?=
 site: install
 	SLIMLAB_PROFILE=$(PROFILE) $(PY) -m slimlab.report
-	SLIMLAB_PROFILE=$(PROFILE) $(PY) browser/build_site.py
+	SLIMLAB_PROFILE=$(PROFILE) $(PY) browser/build_site.py $(if $(SITE_NOTEBOOKS),--notebooks $(SITE_NOTEBOOKS))
 
 ## the course in a real browser: JupyterLab + Debian's headless chromium via Playwright (not in `make test`)
 CHROMIUM ?= /usr/bin/chromium
@@ -77,10 +79,16 @@ test-browser: install site
 ## one notebook in the full profile, resumable: `make full NB=02_quantization` (log in logs/full-<NB>.log).
 ## One torch thread, so two runs can share the 2 cores; start a second one only after the first is
 ## computing (two kernels started in the same instant once hung on a port race here).
+## SLIMLAB_DASK=local:N (N single-thread worker processes here) or SLIMLAB_DASK=tcp://host:8786 (a Dask
+## scheduler) spreads the notebook's parts over workers: `SLIMLAB_DASK=local:2 make full NB=01_marginal_returns`
+## (README, "Running the full profile on a cluster"); unset, the parts run one after another.
+SLIMLAB_DASK ?=
 .PHONY: full
 full: install
 	@test -n "$(NB)" || { echo "usage: make full NB=<notebook stem, e.g. 02_quantization>"; exit 2; }
 	@test -f notebooks/$(NB).ipynb || { echo "no notebooks/$(NB).ipynb"; exit 2; }
 	@mkdir -p logs build/full
-	set -o pipefail; SLIMLAB_PROFILE=full OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(VENV)/bin/jupyter nbconvert --to notebook \
+	@echo ">>> $(NB), full profile, parts: $(if $(SLIMLAB_DASK),Dask $(SLIMLAB_DASK),serial)"
+	set -o pipefail; SLIMLAB_PROFILE=full SLIMLAB_DASK="$(SLIMLAB_DASK)" OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(VENV)/bin/jupyter nbconvert --to notebook \
 	  --execute --ExecutePreprocessor.timeout=-1 --output-dir build/full notebooks/$(NB).ipynb 2>&1 | tee logs/full-$(NB).log
+	$(PY) -m slimlab.nb --clean-progress build/full/$(NB).ipynb   # frozen tqdm widgets -> their final line

@@ -1,19 +1,24 @@
-"""Render the executed course as a static HTML site: build/site/index.html + one page per notebook.
+"""Render the course's evidence as a static HTML site: build/site/index.html + one page per notebook.
 
-Usage: python browser/build_site.py [--out build/site] [--profile quick|full]
+Usage: python browser/build_site.py [--out build/site] [--notebooks DIR] [--profile quick|full]
 
-Each notebook comes from build/notebooks/<name>.ipynb (what `make run` executes) when present,
-else from the committed notebooks/<name>.ipynb (committed with real outputs). Pages are made by
-`jupyter nbconvert --to html` (offline, no dependency beyond the course's own); figures are
-embedded in the pages as data URIs. The claims report (build/claims_report.html, made here if
-missing) is copied in beside them, and index.html links every page.
+The notebooks come from one folder, `NOTEBOOK_SOURCE`: the executed full-profile notebooks
+(results/full/notebooks/) while they live there, else the committed notebooks/ (which then carry the
+full-profile outputs); `--notebooks DIR` (or `make site SITE_NOTEBOOKS=DIR`) picks another, e.g.
+build/notebooks after `make run`. A notebook of notebooks/ that the folder lacks (00_setup) is taken
+from notebooks/. Pages are made by `jupyter nbconvert --to html` from snapshots whose frozen progress
+bars were replaced by their final line (`slimlab.nb.clean_progress`); figures are embedded as data URIs.
+
+index.html is the landing page: the 14 claims with every full-profile verdict (coloured; a claim
+without one is "missing"), one key figure per notebook (the first figure of its full records, copied
+to figures/), links to every notebook page and to the claims report (build/claims_report.html, made
+here if missing). site.json lists the pages, claims and figures for the browser test.
 """
 from __future__ import annotations
 
 import argparse
 import html
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -23,17 +28,23 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from slimlab.report import REPORT_NAME, write_report  # noqa: E402
+from slimlab.files import atomic_write_text  # noqa: E402
+from slimlab.ledger import CLAIMS  # noqa: E402
+from slimlab.nb import clean_progress  # noqa: E402
+from slimlab.report import REPORT_NAME, collect, deciding_numbers, short_commit, write_report  # noqa: E402
 
 IMAGE_MIMES = ("image/png", "image/jpeg", "image/gif")
+EVIDENCE_NOTEBOOKS = ROOT / "results" / "full" / "notebooks"
+NOTEBOOK_SOURCE = EVIDENCE_NOTEBOOKS if any(EVIDENCE_NOTEBOOKS.glob("0*.ipynb")) else ROOT / "notebooks"
+VERDICT_COLOURS = {"supported": "#1a7f37", "qualified": "#9a6700", "refuted": "#cf222e", "missing": "#6e7781"}
 
 
-def source_notebooks(root: Path = ROOT) -> list[Path]:
-    """The notebooks to render, one per name, executed copies (build/notebooks) preferred."""
+def source_notebooks(source: Path = NOTEBOOK_SOURCE, root: Path = ROOT) -> list[Path]:
+    """The notebooks to render, one per name: those of `source`, then notebooks/ for names it lacks."""
     by_name = {p.name: p for p in sorted((root / "notebooks").glob("0*.ipynb"))}
-    by_name.update({p.name: p for p in sorted((root / "build" / "notebooks").glob("0*.ipynb"))})
+    by_name.update({p.name: p for p in sorted(Path(source).glob("0*.ipynb"))})
     if not by_name:
-        raise SystemExit(f"build_site: no notebooks found in {root}/notebooks or {root}/build/notebooks")
+        raise ValueError(f"no notebooks found in {source} or {root}/notebooks")
     return [by_name[k] for k in sorted(by_name)]
 
 
@@ -55,66 +66,146 @@ def title_of(nb_path: Path) -> str:
     return nb_path.stem
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+def _rel(p: Path) -> str:
+    try:
+        return p.resolve().relative_to(ROOT).as_posix()
+    except ValueError:
+        return p.as_posix()
 
 
-def build(out: Path, profile: str | None = None) -> dict:
-    """Render every notebook and the index into `out`; return the manifest (also written as site.json)."""
-    notebooks = source_notebooks()
+def _h(x) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def _verdict(v: str) -> str:
+    return (f'<span class="verdict {_h(v)}" style="color:{VERDICT_COLOURS.get(v, "#000")}">'
+            f'● {_h(v)}</span>')
+
+
+def _key_figures(entries, results_dir: Path, out: Path) -> dict[str, str]:
+    """{notebook: 'figures/<name>'}: the first existing figure of each notebook's full records, copied."""
+    figs: dict[str, str] = {}
+    for e in sorted(entries, key=lambda e: (e.notebook, e.index)):
+        if e.notebook in figs:
+            continue
+        for f in e.figures:
+            src = results_dir / f
+            if src.is_file():
+                (out / "figures").mkdir(exist_ok=True)
+                shutil.copyfile(src, out / "figures" / src.name)
+                figs[e.notebook] = f"figures/{src.name}"
+                break
+    return figs
+
+
+def landing_page(pages: list[dict], entries, figures: dict[str, str], source: Path) -> str:
+    """index.html: the claims with their verdicts, a card per notebook with its key figure, every link."""
+    by_claim = {c: [e for e in entries if e.claim == c] for c in CLAIMS}
+    rows = []
+    for c, text in CLAIMS.items():
+        recs = by_claim[c]
+        verdicts = "<br>".join(f'{_verdict(e.verdict)} <small>({_h(e.notebook)})</small>' for e in recs) \
+            or _verdict("missing")
+        nums = "<br>".join(" · ".join(f"<code>{_h(n)}</code> {_h(v)}" for n, v in deciding_numbers(e.claim, e.metrics))
+                           for e in recs) or "no full-profile record yet"
+        said = " ".join(e.verdict for e in recs) or "missing"
+        rows.append(f'<tr class="claim" data-claim="{c}" data-verdicts="{_h(said)}">'
+                    f'<td><a href="{REPORT_NAME}.html#{c.lower()}">{c}</a></td><td>{_h(text)}</td>'
+                    f"<td>{verdicts}</td><td><small>{nums}</small></td></tr>")
+    cards = []
+    for p in pages:
+        if p["href"].startswith(REPORT_NAME):
+            continue
+        stem = p["href"][:-len(".html")]
+        judged = sorted({e.claim for e in entries if e.notebook == stem}, key=lambda c: int(c[1:]))
+        fig = figures.get(stem)
+        img = (f'<a href="{_h(p["href"])}"><img class="key-figure" src="{_h(fig)}" alt="key figure of {_h(stem)}">'
+               f"</a>" if fig else "")
+        cards.append(f'<div class="card"><h3><a href="{_h(p["href"])}">{_h(p["title"])}</a></h3>'
+                     f"<p><small>claims: {_h(', '.join(judged) or '—')} · source <code>{_h(p['source'])}</code>"
+                     f"</small></p>{img}</div>")
+    dated = sorted(entries, key=lambda e: e.utc)
+    when = (f"records written {_h(dated[0].utc[:10])} to {_h(dated[-1].utc[:10])} (UTC), commits "
+            + ", ".join(f"<code>{_h(c)}</code>" for c in sorted({short_commit(e.commit) for e in entries}))
+            if entries else "no full-profile records yet")
+    css = ("body{font-family:system-ui,sans-serif;max-width:72rem;margin:2rem auto;padding:0 1rem;line-height:1.45;"
+           "color:#222}table{border-collapse:collapse;margin:.5rem 0}td,th{border:1px solid #ccc;padding:.3rem .5rem;"
+           "vertical-align:top;text-align:left}th{background:#f3f3f3}.verdict{font-weight:bold}small{color:#555}"
+           ".cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(20rem,1fr));gap:1rem}"
+           ".card{border:1px solid #ddd;border-radius:6px;padding:.5rem 1rem}.card img{max-width:100%}")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>slimlab — model slimming, measured</title>
+<style>{css}</style></head><body>
+<h1>slimlab — model slimming, measured (CIFAR-10)</h1>
+<p>A course on making neural networks smaller, in notebooks. Each claim of the article it follows gets a
+verdict computed by a unit-tested rule from numbers measured in the full profile; the notebooks below are the
+executed evidence (from <code>{_h(_rel(source))}</code>), rendered with <code>jupyter nbconvert --to html</code>.
+The <a href="{REPORT_NAME}.html">claims report</a> has every record, metric, rule and figure.</p>
+<h2>The claims</h2>
+<table id="claims">
+<tr><th>claim</th><th>statement</th><th>verdict (full profile)</th><th>the numbers that decide it</th></tr>
+{chr(10).join(rows)}
+</table>
+<p><small>From <code>results/full/*.json</code>: {when}. A claim without a full-profile record is
+<em>missing</em>; quick-profile runs are smoke runs, not evidence.</small></p>
+<h2>The notebooks</h2>
+<div class="cards">
+{chr(10).join(cards)}
+</div>
+<p><a href="{REPORT_NAME}.html">Claims report (C1–C14)</a> · interactive widgets need a live kernel
+(<code>make lab</code>); the pages show their static fallbacks.</p>
+</body></html>
+"""
+
+
+def build(out: Path, profile: str | None = None, source: Path = NOTEBOOK_SOURCE,
+          results_dir: Path = ROOT / "results") -> dict:
+    """Render every notebook, the claims report and the landing page into `out`; return the manifest
+    (also written as site.json)."""
+    notebooks = source_notebooks(source)
     out.mkdir(parents=True, exist_ok=True)
     jupyter = Path(sys.executable).with_name("jupyter")
     with tempfile.TemporaryDirectory() as tmp:     # one snapshot: pages and figure counts from the same bytes
         snaps = [Path(tmp) / nb.name for nb in notebooks]
         for nb, snap in zip(notebooks, snaps):
             shutil.copyfile(nb, snap)
+            clean_progress(snap)
         cmd = [str(jupyter) if jupyter.exists() else "jupyter", "nbconvert", "--to", "html",
                "--output-dir", str(out), *map(str, snaps)]
-        print(f"build_site: rendering {len(notebooks)} notebook(s) with jupyter nbconvert --to html", flush=True)
+        print(f"build_site: rendering {len(notebooks)} notebook(s) from {_rel(Path(source))} with nbconvert",
+              flush=True)
         subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         pages = [{"href": f"{nb.stem}.html", "title": title_of(snap), "images": expected_images(snap),
-                  "source": nb.relative_to(ROOT).as_posix()} for nb, snap in zip(notebooks, snaps)]
+                  "source": _rel(nb)} for nb, snap in zip(notebooks, snaps)]
 
     report = ROOT / "build" / f"{REPORT_NAME}.html"
     if not report.is_file():
         write_report(profile, out_dir=ROOT / "build")
     shutil.copyfile(report, out / f"{REPORT_NAME}.html")
     pages.append({"href": f"{REPORT_NAME}.html", "title": "Claims report (C1–C14)",
-                  "images": (out / f"{REPORT_NAME}.html").read_text().count("<img "),
-                  "source": report.relative_to(ROOT).as_posix()})
-    items = "\n".join(f'<li><a href="{html.escape(p["href"])}">{html.escape(p["title"])}</a> '
-                      f'<small>({html.escape(p["source"])})</small></li>' for p in pages)
-    index = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>slimlab — a course on model slimming</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:48rem;margin:2rem auto;padding:0 1rem;line-height:1.5}}
-small{{color:#777}}</style></head><body>
-<h1>slimlab — a course on model slimming (CIFAR-10)</h1>
-<p>The executed notebooks of the course, rendered with <code>jupyter nbconvert --to html</code>, and the
-claims report. Figures are embedded in the pages; interactive widgets need a live kernel
-(open the notebooks in JupyterLab: <code>make lab</code>).</p>
-<ul>
-{items}
-</ul>
-</body></html>
-"""
-    _write_atomic(out / "index.html", index)
-    manifest = {"pages": pages}
-    _write_atomic(out / "site.json", json.dumps(manifest, indent=2) + "\n")
-    print(f"build_site: wrote {out}/index.html and {len(pages)} page(s)")
+                  "images": (out / f"{REPORT_NAME}.html").read_text().count("<img "), "source": _rel(report)})
+    entries = [e for e in collect("full", results_dir, include_full=False) if e.evidence]
+    figures = _key_figures(entries, results_dir, out)
+    atomic_write_text(out / "index.html", landing_page(pages, entries, figures, Path(source)))
+    claims = {c: [e.verdict for e in entries if e.claim == c] or ["missing"] for c in CLAIMS}
+    manifest = {"pages": pages, "claims": claims, "figures": sorted(figures.values()),
+                "source": _rel(Path(source)), "colours": VERDICT_COLOURS}
+    atomic_write_text(out / "site.json", json.dumps(manifest, indent=2) + "\n")
+    print(f"build_site: wrote {out}/index.html ({len(CLAIMS)} claims, {len(figures)} key figures) and "
+          f"{len(pages)} page(s)")
     return manifest
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="Render the executed notebooks as a static HTML site.")
+    ap = argparse.ArgumentParser(description="Render the evidence notebooks and the claims as a static HTML site.")
     ap.add_argument("--out", default=str(ROOT / "build" / "site"))
+    ap.add_argument("--notebooks", default=None,
+                    help=f"folder of executed notebooks to render (default {_rel(NOTEBOOK_SOURCE)})")
     ap.add_argument("--profile", default=None, help="profile of the claims report if it must be made")
     args = ap.parse_args(argv)
+    source = Path(args.notebooks).resolve() if args.notebooks else NOTEBOOK_SOURCE
     try:
-        build(Path(args.out), args.profile)
+        build(Path(args.out), args.profile, source)
     except subprocess.CalledProcessError as e:
         print(f"build_site: error: nbconvert failed:\n{e.stderr[-2000:]}", file=sys.stderr)
         return 1

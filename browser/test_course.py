@@ -6,6 +6,8 @@
    the widget's output changes. Screenshot: build/browser/notebook02.png.
 2. Serve build/site/ with `python -m http.server` and check that every page linked from the
    index loads, with all its figures (every <img> decoded, naturalWidth > 0). Screenshot of the index.
+3. The landing page lists the 14 claims, each with its full-profile verdict(s) in the verdict's colour
+   (or "missing"), and its key figures (PNG files beside it) load.
 
 Everything runs offline: requests leaving localhost are refused (the site's CDN scripts for MathJax
 and require.js are optional). Servers are stopped in every case. Run with `make test-browser`.
@@ -268,21 +270,27 @@ def test_bits_slider_changes_the_output_in_jupyterlab(browser, lab, notebook_pat
         f"{notebook_path} was modified by the browser run (autosave?)"
 
 
+def _open_index(browser, base: str, port: int):
+    """A fresh offline browser context on the site's index.html: (context, page); close the context."""
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    _offline(context, port)
+    page = context.new_page()
+    resp = page.goto(f"{base}/index.html")
+    assert resp is not None and resp.ok, f"index.html: HTTP {resp and resp.status}"
+    return context, page
+
+
 def test_every_site_page_loads_with_its_figures(browser, site_server, site_dir, shots_dir):
     base, port = site_server
     manifest = json.loads((site_dir / "site.json").read_text())
     expected = {p["href"]: p["images"] for p in manifest["pages"]}
-    context = browser.new_context(viewport={"width": 1200, "height": 900})
-    _offline(context, port)
-    page = context.new_page()
+    context, page = _open_index(browser, base, port)
     try:
-        resp = page.goto(f"{base}/index.html")
-        assert resp is not None and resp.ok
-        links = page.eval_on_selector_all("a[href]", "as => as.map(a => a.getAttribute('href'))")
+        links = page.eval_on_selector_all("a[href]", "as => as.map(a => a.getAttribute('href').split('#')[0])")
         page.screenshot(path=str(shots_dir / "site_index.png"), full_page=True)
-        assert sorted(links) == sorted(expected), "index.html must link every page of the site"
+        assert set(links) == set(expected), "index.html must link every page of the site, and only those"
         assert any(h.startswith("claims_report") for h in links)
-        for href in links:
+        for href in sorted(set(links)):
             resp = page.goto(f"{base}/{href}", wait_until="load", timeout=120_000)
             assert resp is not None and resp.ok, f"{href}: HTTP {resp and resp.status}"
             page.wait_for_function("() => Array.from(document.images).every(i => i.complete)", timeout=60_000)
@@ -292,5 +300,42 @@ def test_every_site_page_loads_with_its_figures(browser, site_server, site_dir, 
             assert len(imgs) >= expected[href], f"{href}: {len(imgs)} images, expected {expected[href]}"
             assert page.title(), f"{href}: page has no title"
             print(f"{href}: loaded, {len(imgs)} figure(s)")
+    finally:
+        context.close()
+
+
+def _rgb(hex_colour: str) -> str:
+    h = hex_colour.lstrip("#")
+    return "rgb({}, {}, {})".format(*(int(h[i:i + 2], 16) for i in (0, 2, 4)))
+
+
+def test_landing_page_lists_the_claims_with_coloured_verdicts_and_a_figure(browser, site_server, site_dir, shots_dir):
+    base, port = site_server
+    manifest = json.loads((site_dir / "site.json").read_text())
+    context, page = _open_index(browser, base, port)
+    try:
+        rows = page.eval_on_selector_all("tr.claim", """rs => rs.map(r => ({claim: r.dataset.claim,
+            verdicts: Array.from(r.querySelectorAll('.verdict')).map(v => ({cls: v.classList[1],
+                text: v.innerText.trim(), colour: getComputedStyle(v).color}))}))""")
+        assert [r["claim"] for r in rows] == [f"C{i}" for i in range(1, 15)], "the 14 claims, in order"
+        colours = manifest["colours"]
+        for r in rows:
+            assert [v["cls"] for v in r["verdicts"]] == manifest["claims"][r["claim"]], r
+            for v in r["verdicts"]:
+                assert v["text"].endswith(v["cls"]), v
+                assert v["colour"] == _rgb(colours[v["cls"]]), f"{r['claim']}: {v} not in its colour"
+        print(f"landing page: 14 claims, {sum(len(r['verdicts']) for r in rows)} verdicts, coloured")
+        figs = manifest["figures"]
+        assert figs, "the landing page should show at least one key figure (results/full figures)"
+        page.wait_for_function("() => Array.from(document.images).every(i => i.complete)", timeout=60_000)
+        shown = page.eval_on_selector_all("img.key-figure",
+                                          "is => is.map(i => [i.getAttribute('src'), i.naturalWidth])")
+        assert sorted(src for src, _ in shown) == sorted(figs)
+        assert all(w > 0 for _, w in shown), f"a key figure did not load: {shown}"
+        r = page.request.get(f"{base}/{figs[0]}")                   # served as a real PNG file
+        assert r.ok and r.body()[:8] == b"\x89PNG\r\n\x1a\n"
+        page.locator("img.key-figure").first.scroll_into_view_if_needed()
+        page.screenshot(path=str(shots_dir / "site_landing_figure.png"))
+        print(f"key figures: {len(shown)} loaded ({figs[0]}: {shown[0][1]} px wide)")
     finally:
         context.close()

@@ -7,6 +7,9 @@ C1–C14 with every record that judges it (verdict, metrics, rule, notebook, pro
 commit) and its figures. Only full-profile records are evidence: a claim without one is shown
 as MISSING, and quick records are shown only as "quick — not evidence". The output depends on
 the results files alone (no clock, everything sorted), so the same inputs give the same bytes.
+
+`python -m slimlab.report --readme [README.md]` rewrites the README's claims table (between its two
+markers) from `results/full/*.json`; `python -m slimlab.report --rules` prints every rule as it reads.
 """
 from __future__ import annotations
 
@@ -138,7 +141,98 @@ def format_value(v) -> str:
     return str(v)
 
 
-def _short_commit(commit: str) -> str:
+# The 3–5 numbers that decide each claim, in the order a reader should see them: the first
+# MAX_KEY_METRICS of these names that a record holds (a claim judged in several notebooks, or by two
+# records as C10 is, lists the names of every variant). A record holding none of them shows its first
+# scalar metrics instead, so a renamed metric never hides the numbers.
+MAX_KEY_METRICS = 5
+KEY_METRICS: dict[str, tuple[str, ...]] = {
+    "C1": ("alpha", "alpha_he2015", "gain_first", "gain_last", "bits_small"),
+    "C2": ("acc_gain_at_large_data", "gap_growth_at_small_data", "best_params_small_data",
+           "best_params_large_data"),
+    "C3": ("frac_params_95", "frac_params_99", "best_acc", "best_cut_1pt", "best_cut_3pt"),
+    "C4": ("fp32_bytes", "int8_bytes", "saving", "ratio"),
+    "C5": ("fp32_train_acc", "lowprec8_acc", "lowprec4_acc", "ptq8_acc", "below_half_8"),
+    "C6": ("share_layers_fit", "share_layers_normal_fit", "share_layers_centred", "median_share_small",
+           "median_normal_ks"),
+    "C7": ("finetune_sparsities", "magnitude_ft_loss_pt", "finetuned_gaps_pt", "base_test_acc"),
+    "C8": ("share_rare_channels", "mean_apoz", "apoz_acc", "l1_acc", "random_acc"),
+    "C9": ("ref_acc", "acc", "param_saving", "latency_ms", "ref_latency_ms"),
+    "C10": ("bits", "ref_acc", "acc", "bytes_ratio", "acc_4bit", "compressions", "margins"),
+    "C11": ("scratch_mean", "kd_mean", "gain_pt", "n_seeds", "teacher_acc"),
+    "C12": ("distilled_acc", "distilled_bytes", "baseline_acc", "student", "student_scratch"),
+    "C13": ("chosen_on_val", "chosen_ratio", "chosen_test_loss_pt", "ratio_within_1pt", "goal_reached"),
+    "C14": ("flash_bytes", "int8_bytes", "ort_int8_ms_b64", "ort_fp32_ms_b64", "usable_sparse_int8_bytes",
+            "slim_speedup", "mac_reduction", "slim_acc_loss_pt", "candidate", "bytes", "int8_loss_pt",
+            "speedup"),
+}
+VERDICT_MARKS = {"supported": "🟢", "qualified": "🟡", "refuted": "🔴", "missing": "⚪"}
+
+
+def key_metrics(claim: str, metrics: dict, names=None, limit: int = MAX_KEY_METRICS) -> list[str]:
+    """The names of the (at most `limit`) metrics that decide `claim`, in display order.
+
+    `names` (a list of metric names) overrides `KEY_METRICS[claim]`; names the record lacks are
+    skipped. With no listed name present, the first `limit` scalar metrics are taken."""
+    if not isinstance(metrics, dict):
+        raise TypeError(f"metrics must be a dict, got {type(metrics).__name__}")
+    if names is not None and (isinstance(names, str) or not all(isinstance(n, str) for n in names)):
+        raise TypeError(f"names must be a list of metric names, got {names!r}")
+    wanted = list(names) if names is not None else list(KEY_METRICS.get(claim, ()))
+    picked = [n for n in dict.fromkeys(wanted) if n in metrics][:limit]
+    if picked or names is not None:
+        return picked
+    scalar = (bool, int, float, str, type(None))
+    return [k for k, v in metrics.items() if isinstance(v, scalar)][:limit]
+
+
+def _unit_of(name: str) -> str:
+    """The unit a metric's name announces: 'B', 'ms', 'pt', '%' (a share 0–1), 'acc' (%), '×' or ''."""
+    n = name.lower()
+    if n == "bytes" or n.endswith("_bytes") or n.startswith("bytes_") and not n.endswith("ratio"):
+        return "B"
+    if n.endswith("_ms") or "_ms_" in n:
+        return "ms"
+    if n.endswith("_pt") or "_pt_" in n:
+        return "pt"
+    if (n.startswith(("share_", "frac_", "median_share")) or n.endswith(("saving", "_share", "_frac", "_fraction",
+                                                                        "gap_closed")) or n.startswith("below_half")):
+        return "%"
+    if n == "acc" or n.endswith(("_acc", "acc_4bit")) or n.startswith("acc_") and "gain" not in n:
+        return "acc"
+    if n.endswith(("ratio", "speedup", "reduction")) or n.startswith("best_cut"):
+        return "×"
+    return ""
+
+
+_UNIT_FORMATS = {"B": lambda v: f"{round(v):,} B", "ms": lambda v: f"{v:.3g} ms", "pt": lambda v: f"{v:.2f} pt",
+                 "%": lambda v: f"{100 * v:.1f}%", "acc": lambda v: f"{v:.2f}%", "×": lambda v: f"{v:.3g}×"}
+
+
+def format_metric(name: str, value) -> str:
+    """A metric value as a reader wants it, by the unit its name announces: bytes with thousands
+    separators ('286,727 B'), ms to 3 significant digits, points and accuracies to 2 decimals,
+    shares 0–1 as percentages ('73.5%'), ratios as '3.77×'; lists as 'a / b / c', dicts as 'k: v; …'."""
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a metric name (str), got {type(name).__name__}")
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if value is None:
+        return "—"
+    if isinstance(value, (list, tuple)):
+        return " / ".join(format_metric(name, v) for v in value)
+    if isinstance(value, dict):
+        return "; ".join(f"{k}: {format_metric(name, v)}" for k, v in value.items())
+    if not isinstance(value, (int, float)):
+        return str(value)
+    unit = _unit_of(name)
+    if unit:
+        return _UNIT_FORMATS[unit](value)
+    return f"{value:,}" if isinstance(value, int) else f"{value:.4g}"
+
+
+def short_commit(commit: str) -> str:
+    """The first 10 characters of a commit id, a "+dirty" suffix kept."""
     base, plus, rest = commit.partition("+")
     return base[:10] + plus + rest
 
@@ -197,7 +291,7 @@ def render_markdown(entries: list[Entry], profile: str, results_dir: str | os.Pa
     if entries:
         lines += ["| file | notebook | profile | date (UTC) | commit |", "|---|---|---|---|---|"]
         for e in _sources(entries):
-            lines.append(f"| `{e.source}` | {e.notebook} | {e.profile} | {e.utc} | `{_short_commit(e.commit)}` |")
+            lines.append(f"| `{e.source}` | {e.notebook} | {e.profile} | {e.utc} | `{short_commit(e.commit)}` |")
     else:
         lines.append("No results files found.")
     for c, text in CLAIMS.items():
@@ -213,7 +307,7 @@ def render_markdown(entries: list[Entry], profile: str, results_dir: str | os.Pa
             lines += ["", f"### {c}: {head} — {e.notebook} ({tag})", "",
                       f"- rule: {e.rule}",
                       f"- notebook: {e.notebook} · profile: {e.profile} · date: {e.utc} · "
-                      f"commit: `{_short_commit(e.commit)}` · file: `{e.source}`", ""]
+                      f"commit: `{short_commit(e.commit)}` · file: `{e.source}`", ""]
             if e.metrics:
                 lines += ["| metric | value |", "|---|---|"]
                 lines += [f"| {_md_cell(str(k))} | {_md_cell(format_value(v))} |" for k, v in e.metrics.items()]
@@ -272,7 +366,7 @@ def render_html(entries: list[Entry], profile: str, results_dir: str | os.PathLi
         out.append("<table><tr><th>file</th><th>notebook</th><th>profile</th><th>date (UTC)</th><th>commit</th></tr>")
         for e in _sources(entries):
             out.append(f"<tr><td><code>{_h(e.source)}</code></td><td>{_h(e.notebook)}</td><td>{_h(e.profile)}</td>"
-                       f"<td>{_h(e.utc)}</td><td><code>{_h(_short_commit(e.commit))}</code></td></tr>")
+                       f"<td>{_h(e.utc)}</td><td><code>{_h(short_commit(e.commit))}</code></td></tr>")
         out.append("</table>")
     else:
         out.append("<p>No results files found.</p>")
@@ -291,7 +385,7 @@ def render_html(entries: list[Entry], profile: str, results_dir: str | os.PathLi
                 head = f'<span class="quick">{_h(e.verdict)} — {_h(e.notebook)} ({QUICK_LABEL})</span>'
             out += [f"<h3>{c}: {head}</h3>", "<ul>", f"<li>rule: {_h(e.rule)}</li>",
                     f"<li>notebook: {_h(e.notebook)} · profile: {_h(e.profile)} · date: {_h(e.utc)} · "
-                    f"commit: <code>{_h(_short_commit(e.commit))}</code> · file: <code>{_h(e.source)}</code></li>",
+                    f"commit: <code>{_h(short_commit(e.commit))}</code> · file: <code>{_h(e.source)}</code></li>",
                     "</ul>"]
             if e.metrics:
                 out.append("<table><tr><th>metric</th><th>value</th></tr>")
@@ -352,6 +446,88 @@ def _write(profile, results_dir, out_dir, include_full, formats) -> tuple[list[P
     return list(texts), entries
 
 
+# ---------------------------------------------------------------- the README's claims table
+README_BEGIN = "<!-- claims-table:begin (generated by `python -m slimlab.report --readme`; do not edit by hand) -->"
+README_END = "<!-- claims-table:end -->"
+_README_BLOCK = re.compile(r"<!-- claims-table:begin.*?-->.*?<!-- claims-table:end -->", flags=re.S)
+
+
+def deciding_numbers(claim: str, metrics: dict, names=None) -> list[tuple[str, str]]:
+    """(metric name, formatted value) for the numbers that decide `claim` (see `key_metrics`)."""
+    return [(n, format_metric(n, metrics[n])) for n in key_metrics(claim, metrics, names)]
+
+
+def _commit7(commit: str) -> str:
+    base, plus, rest = commit.partition("+")
+    return base[:7] + plus + rest
+
+
+def _date(utc: str) -> str:
+    return utc[:10]
+
+
+def render_readme_table(entries: list[Entry]) -> str:
+    """The README's claims table (Markdown) from the full-profile entries: one row per full record, in
+    claim order (a claim judged in two notebooks, or by two records, gets a row each), and one
+    'missing' row for a claim without a full record; then the line saying where it comes from."""
+    full = [e for e in entries if e.evidence]
+    by = _by_claim(full)
+    lines = ["| claim | verdict (full profile) | the numbers that decide it | record (date, commit) |",
+             "|---|---|---|---|"]
+    for c, text in CLAIMS.items():
+        head = f"{c} — {_md_cell(text)}"
+        if not by[c]:
+            lines.append(f"| {head} | {VERDICT_MARKS['missing']} **missing** | no full-profile record yet | — |")
+        for e in by[c]:
+            nums = " · ".join(f"`{_md_cell(n)}` {_md_cell(v)}" for n, v in deciding_numbers(e.claim, e.metrics))
+            lines.append(f"| {head} | {VERDICT_MARKS.get(e.verdict, '')} {e.verdict} | {nums or '—'} | "
+                         f"[`{e.source.split('/')[-1]}`](results/{e.source}) ({_date(e.utc)}, "
+                         f"`{_commit7(e.commit)}`) |")
+    have = sum(1 for c in CLAIMS if by[c])
+    if full:
+        dates = sorted(e.utc for e in full)
+        commits = sorted({_commit7(e.commit) for e in full})
+        when = (f"records written {_date(dates[0])}" +
+                (f" to {_date(dates[-1])}" if _date(dates[-1]) != _date(dates[0]) else "") +
+                f" (UTC) at commit{'s' if len(commits) > 1 else ''} " + ", ".join(f"`{c}`" for c in commits))
+    else:
+        when = "no full-profile record yet"
+    lines += ["", f"Generated from `results/full/*.json` by `python -m slimlab.report --readme` (not typed): "
+                  f"{have} of {len(CLAIMS)} claims judged, {len(CLAIMS) - have} missing; {when}. The rules and "
+                  f"every metric are in the [claims report](results/full/claims_report.md)."]
+    return "\n".join(lines)
+
+
+def update_readme(readme: str | os.PathLike, results_dir: str | os.PathLike = RESULTS_DIR) -> bool:
+    """Rewrite the claims table between the README's two markers from `results_dir/full/*.json`.
+
+    Returns True when the file changed. Raises ValueError when the markers are missing (or doubled)
+    or a results file is malformed; the README is then left as it was."""
+    path = Path(readme)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read the README ({e})") from None
+    blocks = _README_BLOCK.findall(text)
+    if len(blocks) != 1:
+        raise ValueError(f"{path}: needs exactly one claims table between '{README_BEGIN}' and '{README_END}' "
+                         f"(found {len(blocks)})")
+    table = render_readme_table(collect("full", results_dir, include_full=False))
+    new = _README_BLOCK.sub(lambda _: f"{README_BEGIN}\n{table}\n{README_END}", text)
+    if new == text:
+        return False
+    atomic_write_text(path, new)
+    return True
+
+
+def rules_text() -> str:
+    """Every registered rule as it now reads, one paragraph each: 'C4 (default, claims.fn): <text>'."""
+    from .ledger import rules
+    rs = sorted(rules().values(), key=lambda r: (int(r.claim[1:]), r.name))
+    return "\n".join(f"{r.claim} ({r.name}, {getattr(r.fn, '__module__', '?').rsplit('.', 1)[-1]}."
+                     f"{getattr(r.fn, '__name__', '?')}): {r.text}" for r in rs) + "\n"
+
+
 def summary(entries: list[Entry]) -> str:
     """One line: how many claims have full-profile evidence, how many are missing."""
     by = _by_claim(entries)
@@ -371,7 +547,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-full", action="store_true",
                     help="for the quick profile, do not merge the committed results/full/*.json")
     ap.add_argument("--formats", default="md,html", help="comma-separated subset of md,html (default: both)")
+    what = ap.add_mutually_exclusive_group()
+    what.add_argument("--readme", nargs="?", const=str(RESULTS_DIR.parent / "README.md"), metavar="README",
+                      help="instead of the report: rewrite the claims table between the README's markers "
+                           "from results/full/*.json (default README.md)")
+    what.add_argument("--rules", action="store_true", help="instead of the report: print every rule as it now reads")
     args = ap.parse_args(argv)
+    if args.rules:
+        sys.stdout.write(rules_text())
+        return 0
+    if args.readme is not None:
+        try:
+            changed = update_readme(args.readme, args.results)
+        except (ValueError, TypeError, OSError) as e:
+            print(f"slimlab.report: error: {e}", file=sys.stderr)
+            return 2
+        print(f"{args.readme}: claims table {'rewritten' if changed else 'already up to date'}")
+        return 0
     try:
         formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
         paths, entries = _write(args.profile, args.results, args.out, not args.no_full, formats)

@@ -212,3 +212,98 @@ def test_markdown_escapes_table_cells(tmp_path):
     e = report.Entry("C2", "refuted", {"a|b": "x\ny"}, "r", (), "nb", "full", "t", "c", "full/nb.json", 0)
     md = render_markdown([e], "full", tmp_path, tmp_path)
     assert "| a\\|b | x y |" in md
+
+
+# ---------------------------------------------------------------- deciding numbers, README table, rules
+def test_format_metric_by_the_unit_in_the_name():
+    fm = report.format_metric
+    assert fm("int8_bytes", 286727) == "286,727 B" and fm("bytes", 107583.0) == "107,583 B"
+    assert fm("ort_int8_ms_b64", 19.8433) == "19.8 ms" and fm("latency_ms", 0.34112) == "0.341 ms"
+    assert fm("gain_pt", 0.46667) == "0.47 pt" and fm("magnitude_ft_loss_pt", [0.26, 1.951]) == "0.26 pt / 1.95 pt"
+    assert fm("saving", 0.73457) == "73.5%" and fm("share_rare_channels", 0.0238) == "2.4%"
+    assert fm("kd_acc", 79.3767) == "79.38%" and fm("acc", 86.0) == "86.00%"
+    assert fm("ratio", 3.7675) == "3.77×" and fm("slim_speedup", 1.1385) == "1.14×"
+    assert fm("bytes_ratio", 0.1144) == "0.114×"           # a ratio of bytes is not a byte count
+    assert fm("params", 269722) == "269,722" and fm("alpha", 0.131292) == "0.1313"
+    assert fm("ok", True) == "yes" and fm("x", None) == "—" and fm("init", "density") == "density"
+    assert fm("baseline_acc", {"pruned": 85.59, "low-rank": 75.18}) == "pruned: 85.59%; low-rank: 75.18%"
+    with pytest.raises(TypeError, match="metric name"):
+        fm(3, 1.0)
+
+
+def test_key_metrics_take_the_listed_names_present_then_fall_back():
+    m = {"torch_save_bytes": 1, "ratio": 3.7, "fp32_bytes": 2, "int8_bytes": 3, "saving": 0.7}
+    assert report.key_metrics("C4", m) == ["fp32_bytes", "int8_bytes", "saving", "ratio"]
+    c14 = {"flash_bytes": 1, "candidate": "k-means", "bytes": 2, "int8_loss_pt": 0.4, "speedup": 2.2, "sram": 3}
+    assert report.key_metrics("C14", c14) == ["flash_bytes", "candidate", "bytes", "int8_loss_pt", "speedup"]
+    assert report.key_metrics("C4", {"a": [1], "b": 2.0, "c": {"x": 1}}) == ["b"]   # scalars only
+    assert report.key_metrics("C4", m, names=["saving", "absent"]) == ["saving"]
+    assert len(report.key_metrics("C14", {f"m{i}": i for i in range(9)})) == report.MAX_KEY_METRICS
+    with pytest.raises(TypeError, match="names must be a list"):
+        report.key_metrics("C4", m, names="saving")
+
+
+README_TEXT = """# project
+
+## The claims
+
+Intro text kept.
+
+<!-- claims-table:begin -->
+| claim | verdict | from |
+|---|---|---|
+| C4 | typed by hand | x |
+<!-- claims-table:end -->
+
+Text after the table kept.
+"""
+
+
+def test_readme_table_is_generated_from_the_full_records(results, tmp_path, capsys):
+    readme = tmp_path / "README.md"
+    readme.write_text(README_TEXT)
+    assert main(["--readme", str(readme), "--results", str(results)]) == 0
+    assert "claims table rewritten" in capsys.readouterr().out
+    text = readme.read_text()
+    assert text.startswith("# project\n\n## The claims\n\nIntro text kept.\n\n" + report.README_BEGIN)
+    assert text.endswith(report.README_END + "\n\nText after the table kept.\n")
+    assert "typed by hand" not in text
+    rows = [line for line in text.splitlines() if line.startswith("| C")]
+    # one row per full record, one 'missing' row per claim without one; quick records never count
+    assert len(rows) == 12 + 1 + 2
+    c14 = [r for r in rows if r.startswith("| C14 ")]
+    assert len(c14) == 2 and "qualified" in c14[0] and "02_quantization.json" in c14[0]
+    assert "supported" in c14[1] and "03_pruning.json" in c14[1] and "`file_ratio` 0.5×" in c14[1]
+    c4 = next(r for r in rows if r.startswith("| C4 "))
+    assert "supported" in c4 and "`int8_bytes` 81,234 B" in c4 and "(2026-11-28, `abc123d`)" in c4
+    c1 = next(r for r in rows if r.startswith("| C1 "))
+    assert "**missing**" in c1 and "supported" not in c1           # C1 has a quick record only
+    assert sum("**missing**" in r for r in rows) == 12
+    assert ("Generated from `results/full/*.json` by `python -m slimlab.report --readme` (not typed): "
+            "2 of 14 claims judged, 12 missing; records written 2026-11-28 (UTC) at commit `abc123d`.") in text
+    # idempotent: a second run changes nothing
+    assert report.update_readme(readme, results) is False and readme.read_text() == text
+
+
+def test_readme_without_markers_is_an_error_and_left_alone(results, tmp_path, capsys):
+    readme = tmp_path / "README.md"
+    readme.write_text("# no table here\n")
+    assert main(["--readme", str(readme), "--results", str(results)]) == 2
+    assert "needs exactly one claims table between" in capsys.readouterr().err
+    assert readme.read_text() == "# no table here\n"
+    readme.write_text(README_TEXT + README_TEXT)
+    with pytest.raises(ValueError, match=r"found 2"):
+        report.update_readme(readme, results)
+
+
+def test_rules_prints_every_registered_rule(capsys):
+    from slimlab.ledger import rules
+    assert main(["--rules"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    registered = rules()
+    assert len(out) == len(registered) >= 14
+    assert {line.split(" ", 1)[0] for line in out} == set(CLAIMS)
+    for (claim, name), r in registered.items():
+        assert f"{claim} ({name}, claims.{r.fn.__name__}): {r.text}" in out
+    nums = [int(line.split(" ", 1)[0][1:]) for line in out]
+    assert nums == sorted(nums)
