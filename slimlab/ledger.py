@@ -133,10 +133,13 @@ def git_commit() -> str:
 
 def provenance(profile: str | None = None, data_fingerprint: str | None = None) -> dict:
     """Where a results file comes from: UTC time, git commit, profile, machine (one line, and
-    `machine_info()`: CPU model, flags, bf16-native, torch's CPU capability), Python, torch, data sha256."""
+    `machine_info()`: CPU model, flags, bf16-native, torch's CPU capability), the training precision path
+    (what `TrainConfig(precision="auto")` resolves to here; experiments that pin fp32 say so in their
+    metrics), Python, torch, data sha256."""
     import torch
     from .machine import machine_info
     from .profile import get_profile
+    from .train import default_device, resolve_precision
     dev = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
     return {
         "utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -147,6 +150,7 @@ def provenance(profile: str | None = None, data_fingerprint: str | None = None) 
         "torch": torch.__version__,
         "data_sha256": data_fingerprint,
         "machine_info": machine_info(),
+        "precision_path": "auto -> " + resolve_precision("auto", default_device()),
     }
 
 
