@@ -4,7 +4,7 @@ A full-profile notebook is a list of expensive steps (a fine-tune, a training ru
 `PartStore` keeps each finished step's metrics record as
 `results/<profile>/<notebook>/parts/<key>.json` (written atomically, with the step's config and
 provenance), so a run that a session kill interrupts resumes where it stopped, and the records are
-committed as they finish. The pattern is `slimlab.scaling`'s per-cell sweep store, made general:
+committed as they finish. It is the course's one resumable cache (notebook 01's sweep cells are parts too):
 
     store = PartStore.for_notebook("03_pruning")            # enabled in the full profile only
     rec = store.run("finetune-magnitude", {"sparsity": 0.8, ...}, lambda: {...metrics...})
@@ -19,7 +19,27 @@ committed as they finish. The pattern is `slimlab.scaling`'s per-cell sweep stor
   means the step is computed again. Model files never go into `results/`.
 * In the quick profile the store is disabled: every part is computed live (so CI runs real code),
   nothing is read and no record is written.
-* A stored file that is not valid JSON, or lacks its record, raises ValueError naming the file.
+* A stored file that is not valid JSON, lacks its record, or holds another config raises ValueError
+  naming the file (it is never overwritten silently: it may be evidence; delete it to recompute).
+
+Batches of parts through an executor (`compute`), the API the notebooks share:
+
+    from slimlab.cluster import executor_from_env
+    executor = executor_from_env()        # None (serial) unless SLIMLAB_DASK is set
+    recs = store.compute("oneshot", [{"sparsity": s, ...} for s in S], oneshot_part, executor=executor)
+
+* `compute(kind, configs, fn, executor=None)` returns one record per config, in order. Stored parts
+  are read back; the missing ones are computed as `fn(config) -> record dict`, one after another in
+  this process (`executor=None`, the default) or submitted to any `concurrent.futures.Executor`
+  (a process pool, or Dask via `slimlab.cluster`). `kind` is a str or a function config -> str.
+* The process that owns the store writes every part (atomically, as each finishes); workers only
+  return records, so no two processes write one file and workers need no shared disk. The files are
+  the same bytes as a serial run's apart from the timing fields (`TIMING_FIELDS`).
+* `fn` and its arguments must pickle for an executor (a top-level function, or a
+  `functools.partial` of one): models travel as state dicts inside the config or the partial, data
+  as a `slimlab.cluster.WorkerData` that each worker resolves from its own `SLIMLAB_CIFAR10`.
+* A part whose `fn` raises does not stop the others: every part that finishes is written, then
+  `PartsFailed` (a RuntimeError) lists each failed part's key, config and traceback.
 """
 from __future__ import annotations
 
@@ -27,13 +47,31 @@ import hashlib
 import json
 import os
 import re
+import traceback
+from concurrent.futures import Executor, as_completed
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from .data import ROOT
 from .files import atomic_json, atomic_torch_save
 
 PART_FORMAT = "slimlab-part/1"
+# Fields of a part file that differ between two runs of the same part (everything else is the same
+# bytes): the provenance's wall-clock time, and the timing fields of records.
+TIMING_FIELDS = ("utc", "seconds", "ms", "median_ms", "latency_ms")
+# Provenance fields that describe where a part was computed (taken from the worker that ran it).
+WORKER_FIELDS = ("machine", "machine_info", "precision_path", "python", "torch")
+
+
+class PartsFailed(RuntimeError):
+    """Some parts of a batch raised; the others were stored. `failures`: [(key, config, traceback)]."""
+
+    def __init__(self, failures: list[tuple[str, dict, str]]):
+        self.failures = failures
+        lines = [f"{len(failures)} part{'s' * (len(failures) != 1)} failed (every other part was stored):"]
+        for key, config, tb in failures:
+            lines += [f"--- {key}  config {canonical(config)}", tb.rstrip()]
+        super().__init__("\n".join(lines))
 
 
 def canonical(config: dict) -> str:
@@ -69,10 +107,11 @@ def model_sha(model) -> str:
 
 
 def load_state(model, path: str | os.PathLike):
-    """Load a `save_state` file into `model` (strict, weights only); returns the model in eval mode."""
-    import torch
-    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    return model.eval()
+    """Load a `save_state` file into `model` (strict, weights only); returns the model in eval mode.
+    A damaged file, or one for another architecture, raises `files.CheckpointError` naming it."""
+    from . import files
+    what = "part model (a slimlab.parts.save_state file)"
+    return files.load_state(model, files.load_torch(path, what), path, what).eval()
 
 
 class PartStore:
@@ -133,8 +172,9 @@ class PartStore:
             raise ValueError(f"{p}: stored for another config than the one asked for; delete the file to recompute it")
         return doc["record"]
 
-    def put(self, key: str, record: dict, config: dict) -> Path | None:
+    def put(self, key: str, record: dict, config: dict, where: dict | None = None) -> Path | None:
         """Store `record` (a JSON-able dict) under `key` with its config and provenance; atomic.
+        `where`: the `WORKER_FIELDS` of the process that computed it (default: this one).
         Returns the path, or None when the store is disabled."""
         if not isinstance(record, dict):
             raise TypeError(f"a part's record must be a dict, got {type(record).__name__}")
@@ -142,8 +182,10 @@ class PartStore:
         body = _plain(record)
         if not self.enabled:
             return None
+        prov = provenance(self.profile, self.data_fingerprint)
+        prov.update({k: v for k, v in (where or {}).items() if k in WORKER_FIELDS})
         doc = {"format": PART_FORMAT, "key": key, "config": json.loads(canonical(config)),
-               "provenance": provenance(self.profile, self.data_fingerprint), "record": body}
+               "provenance": prov, "record": body}
         return atomic_json(doc, self.path(key))
 
     # ---- running parts
@@ -192,6 +234,61 @@ class PartStore:
         self.computed.append(key)
         return rec, out[1]
 
+    def compute(self, kind: str | Callable[[dict], str], configs: Sequence[dict], fn: Callable[[dict], dict],
+                executor: Executor | None = None, *, progress: bool = False, desc: str = "parts") -> list[dict]:
+        """One record per config (in order): stored parts read back, missing ones computed as
+        `fn(config)` serially here (`executor=None`) or through `executor`, each stored as it finishes.
+
+        Raises `PartsFailed` after the batch if any `fn` raised (the finished parts are stored)."""
+        from tqdm.auto import tqdm
+
+        if not callable(fn):
+            raise TypeError("fn must be a callable config -> the part's metrics record (a dict)")
+        if isinstance(configs, dict) or not isinstance(configs, Sequence):
+            raise TypeError(f"configs must be a list of config dicts, got {type(configs).__name__}")
+        if executor is not None and not isinstance(executor, Executor):
+            raise TypeError(f"executor must be a concurrent.futures.Executor or None, got {type(executor).__name__}")
+        kinds = [kind(c) if callable(kind) else kind for c in configs]
+        keys = [part_key(k, c) for k, c in zip(kinds, configs)]
+        if len(set(keys)) != len(keys):
+            dup = next(k for k in keys if keys.count(k) > 1)
+            raise ValueError(f"two configs of the batch give the same part {dup}: every config must differ")
+        records: dict[str, dict] = {}
+        for key, config in zip(keys, configs):          # every stored part checked before any work starts
+            rec = self.get(key, config)
+            if rec is not None:
+                records[key] = rec
+                self.loaded.append(key)
+        todo = [(key, config) for key, config in zip(keys, configs) if key not in records]
+        failures: list[tuple[str, dict, str]] = []
+        bar = tqdm(total=len(todo), desc=desc, unit="part", disable=not progress or not todo)
+
+        def finish(key: str, config: dict, out: dict) -> None:
+            if "error" in out:
+                failures.append((key, config, out["error"]))
+            else:
+                records[key] = out["record"]
+                self.put(key, out["record"], config, out["where"])
+                self.computed.append(key)
+            bar.update(1)
+
+        if executor is None:
+            for key, config in todo:
+                finish(key, config, compute_part(fn, key, config))
+        else:
+            futures = {executor.submit(compute_part, fn, key, config): (key, config) for key, config in todo}
+            for f in as_completed(futures):
+                key, config = futures[f]
+                try:
+                    out = f.result()
+                except Exception as e:   # the executor itself failed the part (e.g. Dask: KilledWorker)
+                    out = {"error": "".join(traceback.format_exception(type(e), e, e.__traceback__))}
+                finish(key, config, out)
+        bar.close()
+        if failures:
+            raise PartsFailed(sorted(failures, key=lambda f: keys.index(f[0])))
+        return [records[k] for k in keys]
+
     # ---- telling the reader
 
     def stored(self) -> int:
@@ -206,6 +303,26 @@ class PartStore:
             return (f"{self.profile or 'this'} profile: {k} part{'s' * (k != 1)} computed live so far, none stored "
                     f"(the part store {where} is used in the full profile only)")
         return f"{n} of {n + k} parts loaded from {where}, {k} computed now and stored there"
+
+
+def compute_part(fn: Callable[[dict], dict], key: str, config: dict) -> dict:
+    """Run one part where it is scheduled: {'record', 'where'} (the plain JSON record and the
+    `WORKER_FIELDS` of this process), or {'error': traceback text}. Never raises, so a part that
+    fails is reported once, not retried; a worker that dies is retried by the scheduler."""
+    try:
+        rec = fn(config)
+        if not isinstance(rec, dict):
+            raise TypeError(f"fn of part {key} must return a dict (its metrics record), got {type(rec).__name__}")
+        return {"record": _plain(rec), "where": _where()}
+    except Exception as e:
+        return {"error": "".join(traceback.format_exception(type(e), e, e.__traceback__))}
+
+
+def _where() -> dict:
+    """The `WORKER_FIELDS` of this process's provenance (machine and CPU flags, precision path, versions)."""
+    from .ledger import provenance
+    prov = provenance("quick")
+    return {k: prov[k] for k in WORKER_FIELDS if k in prov}
 
 
 def _plain(obj):

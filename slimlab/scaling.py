@@ -2,41 +2,43 @@
 error against parameters, and a memorisation-capacity probe in bits per parameter.
 
 * `grid_cells(...)` plans the sweep; `run_sweep(cells, data, store=..., executor=...)` trains
-  every cell through the course's one loop (`train.fit`) and measures it with `train.evaluate`
-  and `measure`, returning a tidy table: a list of plain dicts, one row per cell. Each finished
-  cell is written atomically as one JSON file in `store`, so an interrupted sweep resumes where
-  it stopped. Cells run through any `concurrent.futures.Executor` (a local process pool, or
-  Dask's `Client.get_executor()`); by default they run in this process.
+  every cell through the course's one loop (`train.fit`) for the same number of SGD steps whatever
+  its data size, measures it with `train.evaluate` and `measure`, and returns a tidy table: a list
+  of plain dicts, one row per cell. Each cell is one part of a `slimlab.parts.PartStore` (stored as
+  it finishes, so an interrupted sweep resumes), computed through any `concurrent.futures.Executor`
+  (a process pool, or Dask through `slimlab.cluster`); by default in this process.
 * `fit_power_law(n, err)` fits `err(N) = a * N**(-alpha) + c` with scipy, with the fit's
   covariance and an optional residual bootstrap; `gain_per_doubling` and `params_to_reach`
   turn curves into "what does one more doubling buy" and "how many parameters give X% of the best".
 * `capacity_probe(accuracy_fn, sizes, seeds)` finds the largest number of randomly labelled
   examples a model can fit; `bits_per_parameter` turns it into information per parameter.
   `perceptron_accuracy` is the case with a known answer (Cover 1965: 2 bits per weight);
-  `random_label_accuracy` is the CIFAR-10 case.
-* `rule_c1`, `rule_c2`, `rule_c3` turn the measured metrics into the C1–C3 verdicts.
+  `probe_capacity(Probe(...), data, sizes, ...)` is the CIFAR-10 case, one stored part per
+  (size, seed), every size trained for the same number of SGD steps.
+
+The C1–C3 verdict rules live in `slimlab.claims`.
 """
 from __future__ import annotations
 
-import json
+import functools
 import math
-import os
-from concurrent.futures import Executor, Future
+from concurrent.futures import Executor
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
 
-from .files import atomic_json
+from .cluster import data_for, resolve
 from .data import subset
+from .parts import PartStore
 from .measure import count_macs, count_params, serialized_bytes
 from .models import DEPTHS, build
 from .train import TrainConfig, evaluate, fit, seed_everything
 
 FIT_THRESHOLD = 99.0     # % training accuracy that counts as "fitted" in the capacity probe
 DATA_SEED = 0            # every cell draws its training subset with this seed (nested subsets)
+CURVE_POINTS = 8         # validation evaluations along each cell's training (evenly spaced in steps)
 
 # He et al. (2015), CIFAR-10, Table 6: (name, parameters, test accuracy %).
 HE_2015 = (("resnet20", 0.27e6, 91.25), ("resnet32", 0.46e6, 92.49), ("resnet44", 0.66e6, 92.83),
@@ -48,23 +50,28 @@ HE_2015 = (("resnet20", 0.27e6, 91.25), ("resnet32", 0.46e6, 92.49), ("resnet44"
 
 @dataclass(frozen=True)
 class Cell:
-    """One sweep cell: train `model` at `width` on `data_size` training images with `seed`."""
+    """One sweep cell: train `model` at `width` on `data_size` training images with `seed` for
+    `steps` SGD steps (the same for every data size: small sets get more epochs, not fewer steps)."""
     model: str
     width: float
     data_size: int
     seed: int
-    epochs: float
+    steps: int
     batch_size: int = 128
     lr: float = 0.1
     eval_images: int = 0   # images of each split used for the final numbers (0 = all)
 
     @property
     def key(self) -> str:
-        """A file-name-safe identity, e.g. 'resnet8-w0.5-n4000-s0-e2'."""
-        return f"{self.model}-w{self.width:g}-n{self.data_size}-s{self.seed}-e{self.epochs:g}"
+        """A file-name-safe identity, e.g. 'resnet8-w0.5-n4000-s0-t1200'."""
+        return f"{self.model}-w{self.width:g}-n{self.data_size}-s{self.seed}-t{self.steps}"
 
     def config(self) -> TrainConfig:
-        return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, seed=self.seed)
+        return TrainConfig(steps=self.steps, batch_size=self.batch_size, lr=self.lr, seed=self.seed)
+
+    def part_config(self) -> dict:
+        """The part's config: the cell and the whole recipe `fit` runs (a new default is a new part)."""
+        return {**asdict(self), "train": asdict(self.config())}
 
 
 @dataclass
@@ -86,7 +93,7 @@ def _positive_int(v, what: str) -> int:
     return int(v)
 
 
-def grid_cells(depths: Sequence[str], widths: Sequence[float], data_sizes: Sequence[int], epochs: float, *,
+def grid_cells(depths: Sequence[str], widths: Sequence[float], data_sizes: Sequence[int], steps: int, *,
                seeds: Sequence[int] = (0,), batch_size: int = 128, lr: float = 0.1,
                eval_images: int = 0) -> list[Cell]:
     """Plan a sweep: every (depth, width) on every data size with `seeds[0]`, and the extra seeds
@@ -106,14 +113,13 @@ def grid_cells(depths: Sequence[str], widths: Sequence[float], data_sizes: Seque
     for s in seeds:
         if isinstance(s, bool) or not isinstance(s, int):
             raise TypeError(f"seeds must be ints, got {s!r}")
-    if isinstance(epochs, bool) or not isinstance(epochs, (int, float)) or not epochs > 0:
-        raise ValueError(f"epochs must be a positive number, got {epochs!r}")
+    steps = _positive_int(steps, "steps")
     _positive_int(batch_size, "batch_size")
     if isinstance(eval_images, bool) or not isinstance(eval_images, int) or eval_images < 0:
         raise ValueError(f"eval_images must be an int >= 0 (0 = all), got {eval_images!r}")
     if not (isinstance(lr, (int, float)) and lr > 0):
         raise ValueError(f"lr must be a positive number, got {lr!r}")
-    kw = dict(epochs=epochs, batch_size=batch_size, lr=lr, eval_images=eval_images)
+    kw = dict(steps=steps, batch_size=batch_size, lr=lr, eval_images=eval_images)
     models = [(d.strip().lower(), float(w)) for d in depths for w in widths]
     cells = [Cell(m, w, n, seeds[0], **kw) for m, w in models for n in sizes]
     cells += [Cell(m, w, max(sizes), s, **kw) for s in seeds[1:] for m, w in models]
@@ -143,87 +149,83 @@ def cell_data(cell: Cell, data) -> CellData:
 def run_cell(cell: Cell, data: CellData, threads: int | None = None) -> dict:
     """Train and measure one cell; returns its row (accuracies in %, losses in nats, seconds, bytes).
 
-    A top-level function so that a process pool (or Dask) can pickle it."""
+    Validation accuracy is measured at `CURVE_POINTS` evenly spaced steps (`history`), not after
+    every epoch: a small training set runs many short epochs."""
     if threads is not None:
         torch.set_num_threads(threads)
     seed_everything(cell.seed)
     model = build(cell.model, cell.width)
     params = count_params(model).total
     macs = count_macs(model)
-    hist = fit(model, data.train_x, data.train_y, cell.config(), val=(data.val_x, data.val_y), progress=False)
+    at = {max(1, round(cell.steps * (i + 1) / CURVE_POINTS)) for i in range(CURVE_POINTS)}
+    curve: dict[str, list] = {"step": [], "val_acc": [], "val_loss": []}
+
+    def on_step(step: int, total: int, net) -> None:
+        if step in at:
+            m = evaluate(net, data.val_x, data.val_y)
+            net.train()
+            curve["step"].append(step)
+            curve["val_acc"].append(m["acc"])
+            curve["val_loss"].append(m["loss"])
+
+    hist = fit(model, data.train_x, data.train_y, cell.config(), on_step=on_step, progress=False)
     n_eval = cell.eval_images or len(data.train_y)
     tr = evaluate(model, data.train_x[:n_eval], data.train_y[:n_eval])
     va = evaluate(model, data.val_x, data.val_y)
     te = evaluate(model, data.test_x, data.test_y)
     return {
         "key": cell.key, **asdict(cell), "params": params, "macs": macs,
-        "state_bytes": serialized_bytes(model.cpu()),
+        "state_bytes": serialized_bytes(model.cpu()), "precision": hist.precision,
         "train_acc": tr["acc"], "train_loss": tr["loss"], "val_acc": va["acc"], "val_loss": va["loss"],
         "test_acc": te["acc"], "test_loss": te["loss"], "gap": tr["acc"] - te["acc"],
+        "epochs": hist.epoch[-1] if hist.epoch else 0.0,
         "seconds": hist.seconds[-1] if hist.seconds else 0.0,
-        "history": {k: getattr(hist, k) for k in ("epoch", "train_loss", "train_acc", "val_loss", "val_acc")},
+        "history": {"epoch": hist.epoch, "epoch_step": hist.step, "train_loss": hist.train_loss,
+                    "train_acc": hist.train_acc, **curve},
     }
 
 
-def load_cell(store: str | os.PathLike, cell: Cell) -> dict | None:
-    """The stored row of `cell` in `store`, or None if it is missing, unreadable or from another cell."""
-    path = Path(store) / f"{cell.key}.json"
-    try:
-        doc = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    if not isinstance(doc, dict) or doc.get("cell") != asdict(cell) or not isinstance(doc.get("row"), dict):
-        return None
-    return doc["row"]
+def _cell_of(config: dict) -> Cell:
+    return Cell(**{k: v for k, v in config.items() if k != "train"})
 
 
-def run_sweep(cells: Sequence[Cell], data, *, store: str | os.PathLike | None = None,
+def sweep_part(config: dict, *, data, threads: int | None = None) -> dict:
+    """The part function of one sweep cell (`Cell.part_config()` in, its row out), for `PartStore.compute`.
+    `data`: the dataset, or a `slimlab.cluster.WorkerData` a worker resolves to its own copy."""
+    cell = _cell_of(config)
+    if config.get("train") != asdict(cell.config()):
+        raise ValueError(f"part config of {cell.key} holds another training recipe than this slimlab's: {config.get('train')}")
+    return run_cell(cell, cell_data(cell, resolve(data)), threads)
+
+
+def run_sweep(cells: Sequence[Cell], data, *, store: PartStore | None = None,
               executor: Executor | None = None, threads: int | None = None, progress: bool = True) -> list[dict]:
-    """Run every cell not already in `store`, saving each as it finishes; return all rows in cell order.
+    """Every cell's row, in cell order: read from `store` where stored, trained otherwise (and stored).
 
-    `data` is the full dataset (e.g. `load_cifar10()`); each cell is sent only its slices.
-    `executor` is any `concurrent.futures.Executor` (ProcessPoolExecutor, Dask's
-    `Client.get_executor()`, …); None runs the cells one after another in this process.
-    `threads` sets torch's thread count inside each cell (e.g. 1 per worker of a process pool)."""
-    from tqdm.auto import tqdm
-
+    `data` is the full dataset (e.g. `load_cifar10()`); through an executor, workers load their own
+    copy of CIFAR-10 (`slimlab.cluster.WorkerData`) rather than receive it. `executor` is any
+    `concurrent.futures.Executor` (ProcessPoolExecutor, `slimlab.cluster.DaskExecutor`, …); None
+    trains the cells one after another here. `threads`: torch threads inside each cell."""
     if isinstance(cells, Cell) or not isinstance(cells, Sequence) or not all(isinstance(c, Cell) for c in cells):
         raise TypeError("cells must be a list of Cell (see grid_cells)")
     if len(cells) == 0:
         raise ValueError("cells is empty: nothing to run")
-    if executor is not None and not isinstance(executor, Executor) and not hasattr(executor, "submit"):
+    if store is not None and not isinstance(store, PartStore):
+        raise TypeError(f"store must be a slimlab.parts.PartStore or None, got {type(store).__name__}")
+    if executor is not None and not isinstance(executor, Executor):
         raise TypeError(f"executor must be a concurrent.futures.Executor, got {type(executor).__name__}")
     if threads is not None:
         _positive_int(threads, "threads")
-    rows: dict[Cell, dict] = {}
-    if store is not None:
-        for c in cells:
-            if (row := load_cell(store, c)) is not None:
-                rows[c] = row
-    todo = [c for c in dict.fromkeys(cells) if c not in rows]
-    bar = tqdm(total=len(todo), desc="sweep cells", unit="cell", disable=not progress or not todo)
-
-    def done(c: Cell, row: dict) -> None:
-        rows[c] = row
-        if store is not None:
-            atomic_json({"cell": asdict(c), "row": row}, Path(store) / f"{c.key}.json")
-        bar.set_postfix_str(f"{c.key}: test {row['test_acc']:.1f}%", refresh=False)
-        bar.update(1)
-
-    if executor is None:
-        before = torch.get_num_threads()
-        try:
-            for c in todo:
-                done(c, run_cell(c, cell_data(c, data), threads))
-        finally:
-            torch.set_num_threads(before)
-    else:
-        futures: dict[Future, Cell] = {executor.submit(run_cell, c, cell_data(c, data), threads): c for c in todo}
-        from concurrent.futures import as_completed
-        for f in as_completed(futures):
-            done(futures[f], f.result())
-    bar.close()
-    return [rows[c] for c in cells]
+    cell_data(max(cells, key=lambda c: c.data_size), data)        # fail here, not in a worker
+    cells = list(dict.fromkeys(cells))
+    store = store if store is not None else PartStore(".", enabled=False)
+    fn = functools.partial(sweep_part, data=data_for(data, executor), threads=threads)
+    before = torch.get_num_threads()
+    try:
+        rows = store.compute(lambda c: _cell_of(c).key, [c.part_config() for c in cells], fn, executor, progress=progress, desc="sweep cells")
+    finally:
+        torch.set_num_threads(before)
+    return rows
 
 
 # ---------------------------------------------------------------------------------------------
@@ -373,20 +375,28 @@ def gain_per_doubling(n, acc) -> list[tuple[float, float]]:
     return out
 
 
-def params_to_reach(n, acc, fraction: float) -> float:
-    """Fewest parameters at which accuracy reaches `fraction` of the best measured accuracy,
-    interpolating linearly in log N between the measured sizes (sizes distinct)."""
+def reach_bracket(n, acc, fraction: float) -> tuple[float, float]:
+    """The two neighbouring measured sizes between which accuracy first reaches `fraction` of the
+    best measured accuracy: (last size below it, first size at or above it); (n, n) at the smallest."""
     n, acc = _check_curve(n, acc, "accuracies")
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
         raise ValueError(f"fraction must be in (0, 1] (e.g. 0.95 for 95% of the best), got {fraction!r}")
     order = np.argsort(n)
     n, acc = n[order], acc[order]
-    target = fraction * acc.max()
-    i = int(np.argmax(acc >= target))
-    if i == 0:
-        return float(n[0])
-    t = (target - acc[i - 1]) / (acc[i] - acc[i - 1])
-    return float(np.exp(np.log(n[i - 1]) + t * (np.log(n[i]) - np.log(n[i - 1]))))
+    i = int(np.argmax(acc >= fraction * acc.max()))
+    return (float(n[max(i - 1, 0)]), float(n[i]))
+
+
+def params_to_reach(n, acc, fraction: float) -> float:
+    """Fewest parameters at which accuracy reaches `fraction` of the best measured accuracy,
+    interpolating linearly in log N between the measured sizes of `reach_bracket` (sizes distinct)."""
+    lo, hi = reach_bracket(n, acc, fraction)
+    if lo == hi:
+        return lo
+    n, acc = _check_curve(n, acc, "accuracies")
+    a_lo, a_hi = float(acc[n == lo][0]), float(acc[n == hi][0])
+    t = (fraction * acc.max() - a_lo) / (a_hi - a_lo)
+    return float(np.exp(np.log(lo) + t * (np.log(hi) - np.log(lo))))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -403,16 +413,10 @@ class Capacity:
 
 
 def capacity_probe(accuracy_fn: Callable[[int, int], float], sizes: Sequence[int], seeds: Sequence[int] = (0,),
-                   *, threshold: float = FIT_THRESHOLD, store: str | os.PathLike | None = None,
-                   name: str = "", progress: bool = False) -> Capacity:
+                   *, threshold: float = FIT_THRESHOLD) -> Capacity:
     """Call `accuracy_fn(n, seed)` (training accuracy in % on n randomly labelled examples) for every
     size and seed; n_max is where the share of seeds that fit (accuracy >= `threshold`) crosses 1/2 for the
-    last time (a failure below a success is an optimisation failure, not the capacity).
-
-    With `store`, each accuracy is kept in `<store>/<name>-n<n>-s<seed>.json` (written atomically)
-    and reused by later calls, so a long probe resumes; `name` must identify model and recipe."""
-    from tqdm.auto import tqdm
-
+    last time (a failure below a success is an optimisation failure, not the capacity)."""
     if not callable(accuracy_fn):
         raise TypeError("accuracy_fn must be callable as accuracy_fn(n, seed) -> training accuracy in %")
     if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence) or len(sizes) == 0:
@@ -424,23 +428,9 @@ def capacity_probe(accuracy_fn: Callable[[int, int], float], sizes: Sequence[int
         raise ValueError("seeds must be a non-empty sequence of ints")
     if not (isinstance(threshold, (int, float)) and 0 < threshold <= 100):
         raise ValueError(f"threshold must be a training accuracy in (0, 100] %, got {threshold!r}")
-    if store is not None and (not isinstance(name, str) or not name or "/" in name):
-        raise ValueError(f"with a store, name must be a non-empty file-name-safe str, got {name!r}")
-
-    def acc_of(n: int, seed: int) -> float:
-        if store is None:
-            return float(accuracy_fn(n, seed))
-        path = Path(store) / f"{name}-n{n}-s{seed}.json"
-        try:
-            return float(json.loads(path.read_text())["train_acc"])
-        except (OSError, ValueError, KeyError, TypeError):
-            acc = float(accuracy_fn(n, seed))
-            atomic_json({"name": name, "n": n, "seed": seed, "train_acc": acc}, path)
-            return acc
-
     frac, mean = [], []
-    for s in tqdm(sizes, desc=f"capacity {name}".strip(), unit="size", disable=not progress):
-        accs = [acc_of(s, seed) for seed in seeds]
+    for s in sizes:
+        accs = [float(accuracy_fn(s, seed)) for seed in seeds]
         frac.append(float(np.mean([a >= threshold for a in accs])))
         mean.append(float(np.mean(accs)))
     f = np.array(frac)
@@ -495,11 +485,11 @@ def perceptron_accuracy(dim: int, n: int, seed: int = 0, steps: int = 300) -> fl
 
 
 def random_label_accuracy(model: str, width: float, images: torch.Tensor, n: int, seed: int = 0, *,
-                          epochs: float = 15, lr: float = 0.05, num_classes: int = 10,
+                          steps: int = 2000, lr: float = 0.05, num_classes: int = 10,
                           batch_size: int = 128) -> float:
     """Training accuracy (%) after fitting `model` at `width` to n of `images` with labels drawn
-    uniformly at random (seeded). No augmentation, label smoothing or weight decay: pure memorisation.
-    Batches of min(batch_size, n) images: small n trains full-batch, one step per epoch."""
+    uniformly at random (seeded), for `steps` SGD steps whatever n (batches of min(batch_size, n)
+    images: a small n is not under-optimised). No augmentation, label smoothing or weight decay."""
     n = _positive_int(n, "n")
     if n > len(images):
         raise ValueError(f"n={n} exceeds the {len(images)} images given")
@@ -509,7 +499,47 @@ def random_label_accuracy(model: str, width: float, images: torch.Tensor, n: int
     y = torch.randint(0, num_classes, (n,), generator=g)
     seed_everything(seed)
     net = build(model, width, num_classes)
-    cfg = TrainConfig(epochs=epochs, batch_size=min(_positive_int(batch_size, 'batch_size'), n), lr=lr, weight_decay=0.0,
-                      label_smoothing=0.0, augment=False, seed=seed)
+    cfg = TrainConfig(steps=_positive_int(steps, "steps"), batch_size=min(_positive_int(batch_size, "batch_size"), n),
+                      lr=lr, weight_decay=0.0, label_smoothing=0.0, augment=False, seed=seed)
     fit(net, x, y, cfg, progress=False)
     return evaluate(net, x, y)["acc"]
+
+
+@dataclass(frozen=True)
+class Probe:
+    """The recipe of a random-label capacity probe: `model` at `width`, `steps` SGD steps at every size."""
+    model: str
+    width: float
+    steps: int
+    lr: float = 0.05
+    batch_size: int = 128
+    num_classes: int = 10
+
+
+def capacity_part(config: dict, *, data) -> dict:
+    """The part function of one probe point (`Probe` fields + n + seed in, {'train_acc'} out).
+    `data`: the dataset, or a `slimlab.cluster.WorkerData` a worker resolves to its own copy."""
+    probe = Probe(**{k: v for k, v in config.items() if k not in ("n", "seed")})
+    acc = random_label_accuracy(probe.model, probe.width, resolve(data).train_x, config["n"], config["seed"],
+                                steps=probe.steps, lr=probe.lr, num_classes=probe.num_classes,
+                                batch_size=probe.batch_size)
+    return {"train_acc": acc}
+
+
+def probe_capacity(probe: Probe, data, sizes: Sequence[int], seeds: Sequence[int] = (0,), *,
+                   store: PartStore | None = None, executor: Executor | None = None,
+                   threshold: float = FIT_THRESHOLD, progress: bool = False) -> Capacity:
+    """`capacity_probe` of `probe` on `data`'s training images: one part per (size, seed), stored in
+    `store` and computed through `executor` like the sweep's cells."""
+    if not isinstance(probe, Probe):
+        raise TypeError(f"probe must be a scaling.Probe, got {type(probe).__name__}")
+    if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence) or not isinstance(seeds, Sequence):
+        raise ValueError("sizes and seeds must be sequences of ints")
+    sizes = [_positive_int(n, "size") for n in sizes]
+    store = store if store is not None else PartStore(".", enabled=False)
+    configs = [{**asdict(probe), "n": n, "seed": s} for n in sizes for s in seeds]
+    recs = store.compute(lambda c: f"capacity-{c['model']}-w{c['width']:g}-n{c['n']}-s{c['seed']}", configs,
+                         functools.partial(capacity_part, data=data_for(data, executor)), executor,
+                         progress=progress, desc=f"capacity {probe.model} w{probe.width:g}")
+    acc = {(c["n"], c["seed"]): r["train_acc"] for c, r in zip(configs, recs)}
+    return capacity_probe(lambda n, seed: acc[(n, seed)], sizes, seeds, threshold=threshold)

@@ -144,3 +144,119 @@ def test_model_sha_follows_the_weights():
     with torch.no_grad():
         b.bias[0] += 1e-3
     assert parts.model_sha(a) != parts.model_sha(b)
+
+
+# ---------------------------------------------------------------------------------------------
+# compute: batches of parts, serially or through an executor
+
+def square(config):
+    """A deterministic part (top-level: a process pool can pickle it)."""
+    if config.get("fail"):
+        raise ValueError(f"part {config['i']} was told to fail")
+    return {"i": config["i"], "sq": config["i"] ** 2, "seconds": 0.1 * config["i"]}
+
+
+def comparable(path):
+    """A part file without its timing fields: what two runs of the same part must share, byte for byte."""
+    doc = json.loads(path.read_text())
+    for k in parts.TIMING_FIELDS:
+        doc["provenance"].pop(k, None)
+        doc["record"].pop(k, None)
+    return json.dumps(doc, sort_keys=True)
+
+
+def test_compute_stores_every_part_in_order_and_resumes(tmp_path):
+    store = PartStore(tmp_path, profile="full")
+    configs = [{"i": i} for i in (3, 1, 2)]
+    recs = store.compute(lambda c: f"sq-{c['i']}", configs, square)
+    assert [r["sq"] for r in recs] == [9, 1, 4] and len(store.computed) == 3
+    assert sorted(p.name for p in tmp_path.glob("*.json")) == sorted(
+        f"{part_key(f'sq-{i}', {'i': i})}.json" for i in (1, 2, 3))
+    doc = json.loads(store.path(part_key("sq-3", {"i": 3})).read_text())
+    assert doc["record"] == recs[0] and doc["config"] == {"i": 3} and doc["provenance"]["machine"]
+    assert doc["provenance"]["precision_path"].startswith("auto -> ") and doc["provenance"]["machine_info"]
+    again = PartStore(tmp_path, profile="full")
+    assert again.compute(lambda c: f"sq-{c['i']}", configs, lambda c: pytest.fail("recomputed")) == recs
+    assert len(again.loaded) == 3 and not again.computed
+    # a batch that adds a config computes only the new part
+    more = again.compute("sq", [{"i": 5}], square)
+    assert more == [{"i": 5, "sq": 25, "seconds": 0.5}] and again.computed == [part_key("sq", {"i": 5})]
+
+
+def test_compute_through_an_executor_writes_the_same_bytes_as_serial(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+    configs = [{"i": i} for i in range(6)]
+    serial = PartStore(tmp_path / "serial", profile="full")
+    a = serial.compute("sq", configs, square)
+    with ThreadPoolExecutor(3) as pool:
+        pooled = PartStore(tmp_path / "pooled", profile="full")
+        b = pooled.compute("sq", configs, square, executor=pool)
+    assert a == b
+    for p in sorted((tmp_path / "serial").glob("*.json")):
+        assert comparable(p) == comparable(tmp_path / "pooled" / p.name)
+        assert json.loads(p.read_text())["provenance"]["utc"]   # the timing field is there, only not compared
+
+
+def test_a_failing_part_is_reported_with_its_config_after_the_others_are_stored(tmp_path):
+    store = PartStore(tmp_path, profile="full")
+    configs = [{"i": 0}, {"i": 1, "fail": True}, {"i": 2}, {"i": 3, "fail": True}]
+    with pytest.raises(parts.PartsFailed) as e:
+        store.compute("sq", configs, square)
+    failed = e.value.failures
+    assert [(k, c) for k, c, _ in failed] == [(part_key("sq", configs[1]), configs[1]),
+                                              (part_key("sq", configs[3]), configs[3])]
+    assert "ValueError: part 1 was told to fail" in failed[0][2] and "in square" in failed[0][2]
+    assert '{"fail":true,"i":1}' in str(e.value) and "2 parts failed" in str(e.value)
+    assert store.stored() == 2 and store.get(part_key("sq", configs[2]), configs[2]) == square(configs[2])
+    # fixed: only the failed parts are computed on the next run
+    fixed = PartStore(tmp_path, profile="full")
+    recs = fixed.compute("sq", [{**c, "fail": False} if c.get("fail") else c for c in configs], square)
+    assert [r["sq"] for r in recs] == [0, 1, 4, 9] and len(fixed.computed) == 2
+
+
+def test_compute_refuses_a_damaged_part_before_any_work(tmp_path):
+    store = PartStore(tmp_path, profile="full")
+    store.compute("sq", [{"i": 1}], square)
+    path = store.path(part_key("sq", {"i": 2}))
+    path.write_text('{"format": "slimlab-part/0", "record": {}}')
+    calls = []
+    with pytest.raises(ValueError, match="not a slimlab-part/1 file") as e:
+        store.compute("sq", [{"i": 0}, {"i": 2}], lambda c: calls.append(c) or square(c))
+    assert str(path) in str(e.value) and not calls
+
+
+@pytest.mark.parametrize("args, exc, match", [
+    (("sq", [{"i": 1}], None), TypeError, "fn must be a callable"),
+    (("sq", {"i": 1}, square), TypeError, "configs must be a list"),
+    (("sq", [{"i": 1}, {"i": 1}], square), ValueError, "the same part"),
+    (("", [{"i": 1}], square), ValueError, "kind must be a non-empty str"),
+])
+def test_compute_rejects_bad_input(tmp_path, args, exc, match):
+    with pytest.raises(exc, match=match):
+        PartStore(tmp_path, profile="full").compute(*args)
+    with pytest.raises(TypeError, match="executor must be a concurrent.futures.Executor"):
+        PartStore(tmp_path, profile="full").compute("sq", [{"i": 1}], square, executor="dask")
+
+
+def test_compute_reports_a_part_that_returns_no_dict(tmp_path):
+    with pytest.raises(parts.PartsFailed, match="must return a dict"):
+        PartStore(tmp_path, profile="full").compute("sq", [{"i": 1}], lambda c: [c])
+
+
+def test_disabled_store_computes_every_part_of_a_batch_live(tmp_path):
+    store = PartStore(tmp_path / "parts", enabled=False, profile="quick")
+    for _ in range(2):
+        assert [r["sq"] for r in store.compute("sq", [{"i": 2}, {"i": 3}], square)] == [4, 9]
+    assert len(store.computed) == 4 and not (tmp_path / "parts").exists()
+
+
+def test_a_damaged_model_file_is_named(tmp_path):
+    from slimlab.files import CheckpointError
+    path = tmp_path / "m.pt"
+    path.write_bytes(b"not a torch file")
+    with pytest.raises(CheckpointError, match="part model") as e:
+        parts.load_state(nn.Linear(3, 2), path)
+    assert str(path) in str(e.value)
+    parts.save_state(nn.Linear(3, 2), path)
+    with pytest.raises(CheckpointError, match="does not fit"):
+        parts.load_state(nn.Linear(4, 2), path)

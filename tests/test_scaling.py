@@ -1,5 +1,6 @@
-"""slimlab.scaling: the sweep runner (store, resume, process pool), the power-law fit, the
-per-doubling and params-to-reach helpers, the capacity probe (Cover's perceptron case), C1–C3 rules."""
+"""slimlab.scaling: the sweep runner (part store, resume, process pool), the power-law fit, the
+per-doubling and params-to-reach helpers, the capacity probe (Cover's perceptron case).
+The C1–C3 rules are tested in test_claims_01.py."""
 import json
 import math
 import multiprocessing
@@ -8,13 +9,12 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-
-from slimlab import claims
 import torch
 
-from slimlab import ledger, scaling as S
+from slimlab import scaling as S
 from slimlab.measure import count_params
 from slimlab.models import build
+from slimlab.parts import PartStore, part_key
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -42,12 +42,16 @@ def fake_data(n_train=60, n_eval=20, seed=0):
 
 
 def tiny_cells():
-    return S.grid_cells(["resnet8"], [0.125, 0.25], [20, 40], epochs=1, seeds=(0, 1), batch_size=10,
+    return S.grid_cells(["resnet8"], [0.125, 0.25], [20, 40], steps=4, seeds=(0, 1), batch_size=10,
                         eval_images=20)
 
 
 def strip_time(rows):
     return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
+
+def store_at(path):
+    return PartStore(path, profile="full")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -56,10 +60,10 @@ def strip_time(rows):
 def test_grid_cells_plans_grid_then_extra_seeds_on_main_curve():
     cells = tiny_cells()
     assert [c.key for c in cells] == [
-        "resnet8-w0.125-n20-s0-e1", "resnet8-w0.125-n40-s0-e1", "resnet8-w0.25-n20-s0-e1",
-        "resnet8-w0.25-n40-s0-e1", "resnet8-w0.125-n40-s1-e1", "resnet8-w0.25-n40-s1-e1"]
+        "resnet8-w0.125-n20-s0-t4", "resnet8-w0.125-n40-s0-t4", "resnet8-w0.25-n20-s0-t4",
+        "resnet8-w0.25-n40-s0-t4", "resnet8-w0.125-n40-s1-t4", "resnet8-w0.25-n40-s1-t4"]
     assert cells[0].config().batch_size == 10 and cells[0].config().seed == 0
-    assert cells[-1].config().seed == 1
+    assert cells[0].config().steps == 4 and cells[-1].config().seed == 1
 
 
 @pytest.mark.parametrize("kw, exc, match", [
@@ -74,17 +78,18 @@ def test_grid_cells_plans_grid_then_extra_seeds_on_main_curve():
     (dict(data_sizes=[-5]), ValueError, "data size must be a positive int"),
     (dict(data_sizes=[10.5]), TypeError, "data size must be an int"),
     (dict(seeds=[0.5]), TypeError, "seeds must be ints"),
-    (dict(epochs=0), ValueError, "epochs must be a positive number"),
+    (dict(steps=0), ValueError, "steps must be a positive int"),
+    (dict(steps=2.5), TypeError, "steps must be an int"),
     (dict(batch_size=0), ValueError, "batch_size must be a positive int"),
     (dict(eval_images=-1), ValueError, "eval_images must be an int >= 0"),
     (dict(lr=0), ValueError, "lr must be a positive number"),
 ])
 def test_grid_cells_rejects_bad_input(kw, exc, match):
-    args = dict(depths=["resnet8"], widths=[0.5], data_sizes=[100], epochs=1)
+    args = dict(depths=["resnet8"], widths=[0.5], data_sizes=[100], steps=1)
     args.update(kw)
-    epochs = args.pop("epochs")
+    steps = args.pop("steps")
     with pytest.raises(exc, match=match):
-        S.grid_cells(args.pop("depths"), args.pop("widths"), args.pop("data_sizes"), epochs, **args)
+        S.grid_cells(args.pop("depths"), args.pop("widths"), args.pop("data_sizes"), steps, **args)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -96,7 +101,7 @@ def swept(tmp_path_factory):
     data, cells = fake_data(), tiny_cells()
     threads = torch.get_num_threads()
     try:
-        rows = S.run_sweep(cells, data, store=store, threads=1, progress=False)
+        rows = S.run_sweep(cells, data, store=store_at(store), threads=1, progress=False)
     finally:
         torch.set_num_threads(threads)
     return data, cells, rows, store
@@ -112,12 +117,16 @@ def test_sweep_rows_are_tidy_and_measured(swept):
             assert 0.0 <= r[k] <= 100.0
         assert r["gap"] == pytest.approx(r["train_acc"] - r["test_acc"])
         assert r["macs"] > 0 and r["state_bytes"] > 4 * r["params"]
-        assert len(r["history"]["val_acc"]) == 1  # one epoch -> one evaluation
-    # one JSON file per finished cell, holding exactly the row returned
+        # the same number of steps at every data size; validation measured along the steps
+        assert r["history"]["epoch_step"][-1] == c.steps and r["steps"] == c.steps
+        assert r["epochs"] == pytest.approx(c.steps / (c.data_size // c.batch_size))
+        assert r["history"]["step"] == [1, 2, 3, 4] and len(r["history"]["val_acc"]) == 4
+    # one part file per cell, holding exactly the row returned and the whole training recipe
     files = sorted(p.name for p in store.glob("*.json"))
-    assert files == sorted(f"{c.key}.json" for c in cells)
-    doc = json.loads((store / f"{cells[0].key}.json").read_text())
-    assert doc["row"] == rows[0] and doc["cell"]["data_size"] == cells[0].data_size
+    assert files == sorted(f"{part_key(c.key, c.part_config())}.json" for c in cells)
+    doc = json.loads((store / f"{part_key(cells[0].key, cells[0].part_config())}.json").read_text())
+    assert doc["record"] == rows[0] and doc["config"]["data_size"] == cells[0].data_size
+    assert doc["config"]["train"]["steps"] == 4 and doc["config"]["train"]["precision"] == "auto"
 
 
 def test_sweep_is_seeded(swept):
@@ -136,23 +145,29 @@ def test_sweep_resumes_from_its_store(swept, monkeypatch, tmp_path):
     def must_not_train(*a, **k):
         raise AssertionError("a stored cell was trained again")
     monkeypatch.setattr(S, "run_cell", must_not_train)
-    assert S.run_sweep(cells, data, store=store, progress=False) == rows
+    assert S.run_sweep(cells, data, store=store_at(store), progress=False) == rows
 
-    # an interrupted sweep: only two cells stored (one of them damaged) -> only the rest are run
+    # an interrupted sweep: only two cells stored -> only the rest are run
     part = tmp_path / "part"
     part.mkdir()
     for c in cells[:2]:
-        (part / f"{c.key}.json").write_text((store / f"{c.key}.json").read_text())
-    (part / f"{cells[1].key}.json").write_text("{not json")
+        name = f"{part_key(c.key, c.part_config())}.json"
+        (part / name).write_text((store / name).read_text())
     ran = []
 
     def fake(cell, d, threads=None):
         ran.append(cell.key)
         return {**rows[cells.index(cell)]}
     monkeypatch.setattr(S, "run_cell", fake)
-    out = S.run_sweep(cells, data, store=part, progress=False)
-    assert ran == [c.key for c in cells[1:]]
+    out = S.run_sweep(cells, data, store=store_at(part), progress=False)
+    assert ran == [c.key for c in cells[2:]]
     assert out == rows
+    # a damaged part is named, never overwritten silently
+    damaged = part / f"{part_key(cells[1].key, cells[1].part_config())}.json"
+    damaged.write_text("{not json")
+    with pytest.raises(ValueError, match="not readable JSON") as e:
+        S.run_sweep(cells, data, store=store_at(part), progress=False)
+    assert str(damaged) in str(e.value)
 
 
 def test_process_pool_gives_the_same_table(swept):
@@ -166,6 +181,7 @@ def test_process_pool_gives_the_same_table(swept):
     ([], None, {}, ValueError, "cells is empty"),
     (["resnet8"], None, {}, TypeError, "cells must be a list of Cell"),
     (None, None, dict(executor="pool"), TypeError, "executor must be a concurrent.futures.Executor"),
+    (None, None, dict(store="results/x"), TypeError, "store must be a slimlab.parts.PartStore"),
     (None, None, dict(threads=0), ValueError, "threads must be a positive int"),
     (None, SimpleNamespace(train_x=None), {}, TypeError, "missing train_y"),
 ])
@@ -220,6 +236,13 @@ def test_power_law_methods_by_hand():
     assert fit.gain_per_doubling(10_000) == pytest.approx(1.0 - 1.0 / math.sqrt(2))
     assert fit.params_for_error(3.0) == pytest.approx(10_000)
     assert fit.params_for_error(2.0) == math.inf
+
+
+def test_reach_bracket_names_the_measured_sizes_around_the_crossing():
+    n, acc = [100, 1000, 10000], [50.0, 80.0, 100.0]
+    assert S.reach_bracket(n, acc, 0.9) == (1000, 10000)
+    assert S.reach_bracket([10000, 100, 1000], [100.0, 50.0, 80.0], 0.8) == (100, 1000)
+    assert S.reach_bracket(n, acc, 0.3) == (100, 100)
 
 
 def test_gain_per_doubling_and_params_to_reach_by_hand():
@@ -287,16 +310,20 @@ def test_capacity_probe_ignores_an_optimisation_failure_below_a_fit():
     assert cap.censored == "above" and cap.n_max == 200
 
 
-def test_capacity_probe_store_resumes(tmp_path):
-    calls = []
-
-    def acc(n, s):
-        calls.append((n, s))
-        return 100.0 if n < 60 else 0.0
-    a = S.capacity_probe(acc, [40, 80], seeds=(0, 1), store=tmp_path, name="toy")
-    b = S.capacity_probe(acc, [40, 80], seeds=(0, 1), store=tmp_path, name="toy")
-    assert a == b and len(calls) == 4
-    assert json.loads((tmp_path / "toy-n80-s1.json").read_text())["train_acc"] == 0.0
+def test_probe_capacity_stores_one_part_per_point_and_resumes(tmp_path, monkeypatch):
+    data = fake_data(n_train=40)
+    probe = S.Probe("resnet8", 0.125, steps=3, batch_size=8)
+    a = S.probe_capacity(probe, data, [8, 16], seeds=(0, 1), store=store_at(tmp_path))
+    assert len(list(tmp_path.glob("capacity-resnet8-w0.125-n16-s1-*.json"))) == 1
+    doc = json.loads(next(tmp_path.glob("capacity-resnet8-w0.125-n8-s0-*.json")).read_text())
+    assert doc["config"] == {"model": "resnet8", "width": 0.125, "steps": 3, "lr": 0.05, "batch_size": 8,
+                             "num_classes": 10, "n": 8, "seed": 0}
+    assert doc["record"]["train_acc"] == S.random_label_accuracy("resnet8", 0.125, data.train_x, 8, 0, steps=3,
+                                                                 batch_size=8)
+    monkeypatch.setattr(S, "random_label_accuracy", lambda *a, **k: pytest.fail("a stored point was retrained"))
+    assert S.probe_capacity(probe, data, [8, 16], seeds=(0, 1), store=store_at(tmp_path)) == a
+    with pytest.raises(TypeError, match="probe must be a scaling.Probe"):
+        S.probe_capacity({"model": "resnet8"}, data, [8])
 
 
 @pytest.mark.parametrize("args, kw, exc, match", [
@@ -306,7 +333,6 @@ def test_capacity_probe_store_resumes(tmp_path):
     ((lambda n, s: 1.0, [10, 10]), {}, ValueError, "sizes must be distinct"),
     ((lambda n, s: 1.0, [10]), dict(seeds=()), ValueError, "seeds must be a non-empty sequence"),
     ((lambda n, s: 1.0, [10]), dict(threshold=0), ValueError, r"threshold must be a training accuracy in \(0, 100\]"),
-    ((lambda n, s: 1.0, [10]), dict(store="x"), ValueError, "name must be a non-empty"),
 ])
 def test_capacity_probe_rejects_bad_input(args, kw, exc, match):
     with pytest.raises(exc, match=match):
@@ -324,11 +350,18 @@ def test_bits_per_parameter_by_hand_and_errors():
         S.bits_per_parameter(5, 10, 1)
 
 
-def test_random_label_accuracy_runs_and_validates():
+def test_random_label_accuracy_trains_the_same_steps_at_every_size(monkeypatch):
     x = fake_data(n_train=32).train_x
-    a = S.random_label_accuracy("resnet8", 0.125, x, 16, seed=0, epochs=2)
+    a = S.random_label_accuracy("resnet8", 0.125, x, 16, seed=0, steps=2)
     assert 0.0 <= a <= 100.0
-    assert a == S.random_label_accuracy("resnet8", 0.125, x, 16, seed=0, epochs=2)
+    assert a == S.random_label_accuracy("resnet8", 0.125, x, 16, seed=0, steps=2)
+    seen = []
+    real_fit = S.fit
+    monkeypatch.setattr(S, "fit", lambda net, xb, yb, cfg, **k: seen.append((len(yb), cfg.steps, cfg.batch_size))
+                        or real_fit(net, xb, yb, cfg, **k))
+    for n in (4, 32):
+        S.random_label_accuracy("resnet8", 0.125, x, n, seed=0, steps=3, batch_size=8)
+    assert seen == [(4, 3, 4), (32, 3, 8)]          # 3 steps whatever n (not a fixed number of epochs)
     with pytest.raises(ValueError, match="n=64 exceeds the 32 images given"):
         S.random_label_accuracy("resnet8", 0.125, x, 64)
     with pytest.raises(ValueError, match="n must be a positive int"):
@@ -344,45 +377,3 @@ def test_perceptron_accuracy_validates():
         S.perceptron_accuracy(3, -1)
     with pytest.raises(ValueError, match="steps must be a positive int"):
         S.perceptron_accuracy(3, 5, steps=0)
-
-
-# ---------------------------------------------------------------------------------------------
-# the C1–C3 rules on made-up metrics
-
-@pytest.mark.parametrize("m, verdict", [
-    (dict(gain_first=6.0, gain_last=2.0, bits_small=0.8, bits_large=0.2), "supported"),
-    (dict(gain_first=6.0, gain_last=2.0, bits_small=0.8, bits_large=0.2, bits_large_censored=True), "qualified"),
-    (dict(gain_first=6.0, gain_last=2.0, bits_small=0.8, bits_large=0.2, bits_small_censored=True), "qualified"),
-    (dict(gain_first=6.0, gain_last=5.0, bits_small=0.8, bits_large=0.2), "qualified"),
-    (dict(gain_first=6.0, gain_last=2.0, bits_small=0.8, bits_large=0.7), "qualified"),
-    (dict(gain_first=2.0, gain_last=6.0, bits_small=0.2, bits_large=0.8), "refuted"),
-    (dict(gain_first=-0.4, gain_last=-0.4, bits_small=0.2, bits_large=0.8), "refuted"),  # nothing gained
-])
-def test_rule_c1(m, verdict):
-    assert claims.rule_c1(m) == verdict
-    assert ledger.judge("C1", m).verdict == verdict
-
-
-@pytest.mark.parametrize("m, verdict", [
-    (dict(acc_gain_at_large_data=5.0, gap_growth_at_small_data=10.0, best_params_small_data=1e4,
-          best_params_large_data=1e5), "supported"),
-    (dict(acc_gain_at_large_data=5.0, gap_growth_at_small_data=10.0, best_params_small_data=1e5,
-          best_params_large_data=1e5), "qualified"),
-    (dict(acc_gain_at_large_data=0.5, gap_growth_at_small_data=10.0, best_params_small_data=1e4,
-          best_params_large_data=1e5), "refuted"),
-    (dict(acc_gain_at_large_data=5.0, gap_growth_at_small_data=1.0, best_params_small_data=1e5,
-          best_params_large_data=1e5), "refuted"),
-])
-def test_rule_c2(m, verdict):
-    assert claims.rule_c2(m) == verdict
-    assert ledger.judge("C2", m).verdict == verdict
-
-
-@pytest.mark.parametrize("m, verdict", [
-    (dict(frac_params_99=0.4, frac_params_95=0.1), "supported"),
-    (dict(frac_params_99=0.8, frac_params_95=0.3), "qualified"),
-    (dict(frac_params_99=0.9, frac_params_95=0.7), "refuted"),
-])
-def test_rule_c3(m, verdict):
-    assert claims.rule_c3(m) == verdict
-    assert ledger.judge("C3", m).verdict == verdict
