@@ -36,7 +36,7 @@ from .measure import count_params
 from .models import baked_copy, from_arch, weight_layers
 from .packing import load_packed, save_packed
 from .parts import load_state, save_state
-from .share import Codebook
+from .share import LLOYD_ITERS, Codebook
 
 STEPS = ("distill", "prune", "share", "qat", "quantize", "entropy")
 TRAINED = ("distill", "prune", "share", "qat")   # the steps that spend fine-tune budget
@@ -107,7 +107,7 @@ def choose(points: Sequence[dict], ref_val_acc: float, max_loss_pt: float = 1.0)
 # =============================================================================================
 # sparse k-means sharing: a codebook for the nonzero weights only, zeros stay zero
 
-def share_sparse(model: nn.Module, bits: int, init: str = "linear", iters: int = 30) -> nn.Module:
+def share_sparse(model: nn.Module, bits: int, init: str = "linear", iters: int = LLOYD_ITERS) -> nn.Module:
     """A copy of `model` whose every Conv2d/Linear weight is a `share.Codebook` with a mask: k-means
     (`share.kmeans_1d`) of the nonzero weights only into 2^bits values; zero weights stay zero. A
     centroid's gradient is the mean of its weights' (grad='mean': it moves like one ordinary weight)."""

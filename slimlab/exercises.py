@@ -486,8 +486,11 @@ def _cases_ste() -> list[Case]:
     hint_fwd = "forward: clamp(round(x / scale) + zero_point, qmin, qmax), then back to floats: (q − zero_point) · scale"
     hint_ste = ("gradient: round() has zero gradient almost everywhere; the straight-through estimator lets the "
                 "upstream gradient pass unchanged — add the rounding error as a constant that carries no gradient")
-    hint_clip = ("gradient: outside the representable range [(qmin − z)·s, (qmax − z)·s] the output does not move "
-                 "when x moves, so the gradient there is 0 — clip x to that range before the straight-through step")
+    hint_clip = ("gradient: where the rounded code round(x / s) + z was clamped to qmin or qmax, the output does "
+                 "not move when x moves, so the gradient there is 0; everywhere else it is the upstream gradient")
+    hint_bound = ("gradient on the bounds: mask on the rounded CODE, as torch.fake_quantize_per_tensor_affine does — "
+                  "a value exactly on a bound, or just beyond it that rounds back onto it, keeps gradient 1 "
+                  "(clamping x with tensor bounds gives 0.5 at a tie and 0 just beyond)")
 
     def case(name, x, scale, zp, bits, sym, hint):
         return Case(name, (x, _t(scale), _t(zp, torch.int32), bits, sym), hint,
@@ -504,6 +507,14 @@ def _cases_ste() -> list[Case]:
         case("asymmetric 4-bit with zero-point 3", _t([-1.1, -0.4, 0.05, 0.6, 1.3, 2.7, 4.0]), 0.2, 3, 4, False,
              {"forward": "forward: subtract the zero-point again when you go back to floats: (q − zero_point) · scale",
               "gradient": hint_clip}),
+        # the bounds: ±0.875 = ±7 · 0.125 exactly (min-max calibration puts every channel's extreme there),
+        # 0.9 rounds back onto code 7 (inside), 0.95 rounds to 8 (clamped)
+        case("symmetric 4-bit, values exactly on the bounds and just beyond", _t([-0.95, -0.9, -0.875, -0.3, 0.1,
+                                                                                   0.875, 0.9, 0.95]),
+             0.125, 0, 4, True, {"forward": hint_fwd, "gradient": hint_bound}),
+        case("asymmetric 4-bit, zero-point 3: both bounds, inside and beyond", _t([-0.9, -0.8, -0.75, 0.0, 1.0, 3.0,
+                                                                                    3.1, 3.2]),
+             0.25, 3, 4, False, {"forward": hint_fwd, "gradient": hint_bound}),
     ]
     for k in range(3):
         bits = int(torch.randint(2, 9, (1,), generator=g))
@@ -714,16 +725,21 @@ def _ref_kd_loss(student_logits, teacher_logits, targets, temperature, alpha):
 
 
 def _run_kd(fn, case: Case) -> dict:
+    """The gradient of the loss in the student's logits (and, where asked, whether the teacher got one).
+    The gradient, not the value, is compared: the soft-target cross-entropy form,
+    -sum p_teacher · log p_student, differs from the KL form only by the teacher's entropy, a constant
+    that trains the student identically, so both forms pass."""
     s0, t0, y, temperature, alpha = case.args
     s = s0.detach().clone().requires_grad_(True)
     t = t0.detach().clone().requires_grad_(True)
     loss = fn(s, t, y.clone(), temperature, alpha)
     if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
         raise _Failure(f"expected a scalar tensor (the batch's mean loss), got {_fmt(loss)}")
-    out = {"loss": float(loss.detach())}
+    if not loss.requires_grad:
+        raise _Failure("the loss carries no gradient to the student's logits: do not detach the student")
+    loss.backward()
+    out = {"student_grad": s.grad if s.grad is not None else torch.zeros_like(s)}
     if case.extra.get("grad"):
-        if loss.requires_grad:
-            loss.backward()
         out["teacher_grad"] = t.grad is not None and bool((t.grad != 0).any())
     return out
 

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from .cluster import data_for, resolve
-from .data import subset
+from .data import CIFAR10, CLASSES, subset
 from .parts import PartStore
 from .measure import count_macs, count_params, serialized_bytes
 from .models import DEPTHS, build
@@ -72,17 +72,6 @@ class Cell:
     def part_config(self) -> dict:
         """The part's config: the cell and the whole recipe `fit` runs (a new default is a new part)."""
         return {**asdict(self), "train": asdict(self.config())}
-
-
-@dataclass
-class CellData:
-    """The tensors one cell needs (uint8 images, int64 labels): small enough to ship to a worker."""
-    train_x: torch.Tensor
-    train_y: torch.Tensor
-    val_x: torch.Tensor
-    val_y: torch.Tensor
-    test_x: torch.Tensor
-    test_y: torch.Tensor
 
 
 def _positive_int(v, what: str) -> int:
@@ -130,9 +119,10 @@ def _first(x: torch.Tensor, y: torch.Tensor, n: int) -> tuple[torch.Tensor, torc
     return (x, y) if n == 0 or n >= len(y) else subset(x, y, n, seed=DATA_SEED)
 
 
-def cell_data(cell: Cell, data) -> CellData:
+def cell_data(cell: Cell, data) -> CIFAR10:
     """The slices of `data` (anything with train_x … test_y, e.g. `load_cifar10()`) that `cell` uses:
-    a stratified `data_size`-image training subset and `eval_images` of validation and test."""
+    a stratified `data_size`-image training subset and `eval_images` of validation and test, as a small
+    `CIFAR10` (same fingerprint and source) that can be shipped to a worker."""
     for attr in ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y"):
         if not hasattr(data, attr):
             raise TypeError(f"data must have train_x/train_y/val_x/val_y/test_x/test_y (like load_cifar10()); "
@@ -143,10 +133,11 @@ def cell_data(cell: Cell, data) -> CellData:
     tx, ty = _first(data.train_x, data.train_y, cell.data_size)
     vx, vy = _first(data.val_x, data.val_y, cell.eval_images)
     sx, sy = _first(data.test_x, data.test_y, cell.eval_images)
-    return CellData(tx, ty, vx, vy, sx, sy)
+    return CIFAR10(tx, ty, vx, vy, sx, sy, tuple(getattr(data, "classes", CLASSES)),
+                   getattr(data, "fingerprint", ""), getattr(data, "source", ""))
 
 
-def run_cell(cell: Cell, data: CellData, threads: int | None = None) -> dict:
+def run_cell(cell: Cell, data: CIFAR10, threads: int | None = None) -> dict:
     """Train and measure one cell; returns its row (accuracies in %, losses in nats, seconds, bytes).
 
     Validation accuracy is measured at `CURVE_POINTS` evenly spaced steps (`history`), not after
