@@ -674,22 +674,19 @@ def c3_capstone_rule(m: dict) -> str:
     return "qualified" if c1 >= 2.0 or c3 >= 4.0 else "refuted"
 
 
-C12_TEXT = ("capstone view: for each other single method (quantization, pruning, sharing), its most accurate "
-            "point no larger on disk than the distilled student. Supported if the student beats every such "
-            "method by >= 0.5 pt; refuted if it beats none by 0.5 pt; qualified otherwise (also when no "
-            "other method reaches the student's size)")
+C12_CAPSTONE_TEXT = (f"capstone view, measure whether distillation keeps capability better than the other methods "
+                     f"as a whole at equal size on disk: d = the distilled student's test accuracy - the best test "
+                     f"accuracy of any other single method (quantization, pruning, sharing) at no more bytes on disk "
+                     f"than the student's file. Supported if d >= +{C12_TIE_PT:g} pt; refuted if d <= -{C12_TIE_PT:g} "
+                     f"pt; qualified in between, and when no other method reaches the student's size")
 
 
-@rule("C12", C12_TEXT, name="capstone")
+@rule("C12", C12_CAPSTONE_TEXT, name="capstone")
 def c12_capstone_rule(m: dict) -> str:
     """metrics: student [bytes, acc], others {method: [[bytes, acc], ...]}."""
     sb, sa = _pairs([m["student"]], "student")[0].values()
-    best = {}
-    for meth, v in m["others"].items():
-        ok = [p["acc"] for p in _pairs(v, meth) if p["bytes"] <= sb]
-        if ok:
-            best[meth] = max(ok)
-    if not best:
+    fits = [p["acc"] for meth, v in m["others"].items() for p in _pairs(v, meth) if p["bytes"] <= sb]
+    if not fits:
         return "qualified"
-    wins = sum(sa >= a + 0.5 for a in best.values())
-    return "supported" if wins == len(best) else "refuted" if wins == 0 else "qualified"
+    d = sa - max(fits)
+    return "supported" if d >= C12_TIE_PT else "refuted" if d <= -C12_TIE_PT else "qualified"

@@ -110,9 +110,14 @@ def test_c3_capstone_rule_reaches_every_verdict():
 
 def test_c12_capstone_rule_reaches_every_verdict():
     others = {"prune": [[300, 80.0], [100, 60.0]], "quantize": [[290, 85.0]]}
-    assert _v("C12", {"student": [310, 86.0], "others": others}) == "supported"
-    assert _v("C12", {"student": [310, 82.0], "others": others}) == "qualified"
+    assert _v("C12", {"student": [310, 86.0], "others": others}) == "supported"      # +1.0 over the best (85.0)
+    assert _v("C12", {"student": [310, 85.2], "others": others}) == "qualified"      # on par with the best
+    # beating the weakest method (prune, 80.0) while losing 3 pt to the best is not "qualified": the
+    # claim is about the methods as a whole (the rule before 2026-12-01 said qualified here)
+    assert _v("C12", {"student": [310, 82.0], "others": others}) == "refuted"
     assert _v("C12", {"student": [310, 70.0], "others": others}) == "refuted"
+    assert _v("C12", {"student": [290, 84.6], "others": {"quantize": [[290, 85.0]], "prune": [[300, 99.0]]}}) \
+        == "qualified"                                                                # prune's 300 B is larger
     assert _v("C12", {"student": [50, 70.0], "others": others}) == "qualified"           # none that small
     with pytest.raises(ValueError, match=r"\[bytes, acc\] pair"):
         _v("C12", {"student": [310], "others": others})
