@@ -441,10 +441,10 @@ def over_seeds(run: Callable[[int], dict], seeds: Sequence[int], metric: str = "
 class Welch:
     """Welch's t-test of "mean(a) > mean(b)": the difference of means, t, its degrees of freedom
     (Welch–Satterthwaite) and the one-sided p-value."""
-    diff: float
-    t: float
-    df: float
-    p: float
+    diff: float   # mean(a) - mean(b), in the values' unit (pt for accuracies)
+    t: float      # Welch's t statistic
+    df: float     # Welch–Satterthwaite degrees of freedom
+    p: float      # one-sided p-value of "mean(a) > mean(b)"
 
     def __str__(self) -> str:
         return f"{self.diff:+.2f} pt, Welch t = {self.t:.2f} (df {self.df:.1f}), one-sided p = {self.p:.3g}"
