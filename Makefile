@@ -5,6 +5,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PROFILE ?= quick
 NOTEBOOKS := $(sort $(wildcard notebooks/0*.ipynb))
+# a relative SLIMLAB_CIFAR10 is meant from here, the repository root; the notebooks' kernels run in
+# notebooks/, so hand them the absolute path
+ifneq ($(SLIMLAB_CIFAR10),)
+override SLIMLAB_CIFAR10 := $(abspath $(SLIMLAB_CIFAR10))
+export SLIMLAB_CIFAR10
+endif
 NBVAL := --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 
 .PHONY: run test unit nbtest lab install clean benchmarks
