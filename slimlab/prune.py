@@ -58,12 +58,6 @@ def _check_sparsity(sparsity, what: str = "sparsity") -> float:
     return check_fraction(sparsity, what)
 
 
-# the base helpers under the names other modules (combine, distill) and older notebooks used
-plain_state_dict = baked_state_dict     # masks (every parametrization) folded into plain weights
-unmasked_copy = baked_copy              # a plain copy, masks baked in
-build_from_arch = from_arch             # an untrained model of a saved .arch
-
-
 def prunable_layers(model: nn.Module, layers: list[str] | tuple[str, ...] | None = None) -> dict[str, nn.Module]:
     """`models.weight_layers(model)` (Conv2d and Linear by name, model order); `layers` picks some by name."""
     found = weight_layers(model)

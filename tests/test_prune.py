@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 
 from slimlab import prune as P
+from slimlab import models
 from slimlab.models import build
 from slimlab.packing import gaps_from_mask
 from slimlab.train import TrainConfig, fit
@@ -493,7 +494,7 @@ def test_sparse_round_trip_is_exact_and_small(tmp_path):
     m = P.prune_magnitude(tiny(width=1.0), 0.9, "global")
     n_sparse = P.save_sparse(m, tmp_path / "s.pt")
     back = P.load_sparse(tmp_path / "s.pt")
-    ref = P.plain_state_dict(m)
+    ref = models.baked_state_dict(m)
     assert set(back.state_dict()) == set(ref)
     for k, v in back.state_dict().items():
         torch.testing.assert_close(v, ref[k], atol=0, rtol=0)
@@ -524,7 +525,7 @@ def test_sparse_file_takes_the_cheaper_position_code_per_layer(tmp_path, sparsit
         assert packed.numel() == min([bitmask] + gaps), k
     back = P.load_sparse(tmp_path / "s.pt")
     for k, v in back.state_dict().items():
-        torch.testing.assert_close(v, P.plain_state_dict(m)[k], atol=0, rtol=0)
+        torch.testing.assert_close(v, models.baked_state_dict(m)[k], atol=0, rtol=0)
 
 
 @settings(max_examples=40, deadline=None)
@@ -643,7 +644,7 @@ BAD = [
     (lambda m: P.save_sparse(nn.Linear(2, 2), NEVER), ValueError, "must be a slimlab ResNet"),
     (lambda m: P.save_sparse(m, NEVER, layers=["nope"]), ValueError, "unknown layer"),
     (lambda m: P.save_dense(nn.Linear(2, 2), NEVER), ValueError, "must be a slimlab ResNet"),
-    (lambda m: P.build_from_arch({"width": 1.0}), ValueError, "arch must be a slimlab model's .arch"),
+    (lambda m: models.from_arch({"width": 1.0}), ValueError, "arch must be a slimlab model's .arch"),
     (lambda m: P.magnitude_masks(_with_nan(m), 0.5), ValueError, r"weight of layer1.0.conv2 holds 1 NaN"),
     (lambda m: P.recalibrate_bn(m, torch.zeros(3, 32, 32)), ValueError, "x must have 4 dims"),
     (lambda m: P.torch_pruning_channels(m, 1.0), ValueError, r"fraction must be a finite number in \[0, 1\)"),
