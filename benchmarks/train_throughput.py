@@ -101,13 +101,18 @@ def dataloader(name, x, y, bs, steps, workers):
     return steps * bs / (time.perf_counter() - t)
 
 
+WARM_STEPS = 5  # steps of every `fit` call left out of its rate (first-call allocations, kernel selection)
+
+
 def fit_rate(name, x, y, bs, steps, precision):
-    """Images/s of `fit` (augmentation, optimiser step, everything) over `steps` steps."""
+    """Steady-state images/s of `fit` (augmentation, optimiser step, everything but the first
+    WARM_STEPS steps of the call), as in a long training run: timed between `on_step` calls."""
     seed_everything(0)
     m = build(name)
-    t = time.perf_counter()
-    fit(m, x, y, TrainConfig(steps=steps, batch_size=bs, precision=precision), progress=False, device="cpu")
-    return steps * bs / (time.perf_counter() - t)
+    stamps = []
+    fit(m, x, y, TrainConfig(steps=steps + WARM_STEPS, batch_size=bs, precision=precision), progress=False,
+        device="cpu", on_step=lambda *_: stamps.append(time.perf_counter()))
+    return steps * bs / (stamps[-1] - stamps[WARM_STEPS - 1])
 
 
 def compiled_rate(name, x, y, bs, steps, precision):
@@ -188,7 +193,7 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
     d = load_cifar10(progress=False)
-    x, y = subset(d.train_x, d.train_y, args.batch_size * (args.steps + 8))
+    x, y = subset(d.train_x, d.train_y, args.batch_size * (args.steps + WARM_STEPS + 8))
     print(f"{describe()}\n{torch.get_num_threads()} threads, batch {args.batch_size}, {args.steps} timed steps, "
           f"{args.rounds} interleaved rounds, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC")
     if args.pipeline:
