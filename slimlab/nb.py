@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .data import ROOT
-from .ledger import Record, read_results
+from .ledger import VERDICTS, Record, read_results
 from .report import MAX_KEY_METRICS, QUICK_LABEL, deciding_numbers, format_metric, key_metrics, short_commit
 
 # Where the executed full-profile notebooks live (the evidence a quick run points to). When the
@@ -247,13 +247,26 @@ class _RecordFormatter(string.Formatter):
         return "".join(out)
 
 
-def explain(template: str, record, **extra) -> Display:
+def explain(template, record, **extra) -> Display:
     """Prose with numbers taken from a record, never typed: `template` is a str.format string over the
     record's metrics (plus `claim`, `verdict` and `extra`). '{int8_bytes}' gets the metric's units
-    ('286,727 B'); a format spec ('{gain_pt:.1f}') is used as written. Shown as Markdown."""
-    if not isinstance(template, str) or not template.strip():
-        raise ValueError("template must be a non-empty str.format template")
+    ('286,727 B'); a format spec ('{gain_pt:.1f}') is used as written. Shown as Markdown.
+
+    `template` may also be a dict from verdict ('supported', 'qualified', 'refuted')
+    to template, so that the explanation written before the run fits whichever verdict the numbers
+    give; the key '*' is the text for any verdict not listed. A verdict with no text is an error."""
     rec = _as_dict(record)
+    if isinstance(template, dict):
+        bad = [k for k in template if k not in (*VERDICTS, "*")]
+        if bad:
+            raise ValueError(f"explain: template keys must be verdicts {VERDICTS} or '*', got {bad}")
+        chosen = template.get(rec["verdict"], template.get("*"))
+        if chosen is None:
+            raise ValueError(f"explain: no text for the verdict {rec['verdict']!r} of {rec['claim']}; "
+                             f"the templates cover {sorted(template)}")
+        template = chosen
+    if not isinstance(template, str) or not template.strip():
+        raise ValueError("template must be a non-empty str.format template, or a dict of them by verdict")
     fields = {**rec["metrics"], "claim": rec["claim"], "verdict": rec["verdict"], **extra}
     try:
         text = _RecordFormatter().vformat(template, (), fields)

@@ -256,3 +256,18 @@ def test_clean_progress_errors_name_the_file(tmp_path, capsys):
         nb.clean_progress(tmp_path / "x.txt")
     assert nb.main(["--clean-progress", str(bad)]) == 2
     assert capsys.readouterr().err.startswith("slimlab.nb: error: ")
+
+
+def test_explain_picks_the_text_written_for_the_verdict_the_numbers_gave():
+    texts = {"supported": "{claim} holds: +{gain_pt}.", "refuted": "{claim} fails: +{gain_pt} is no gain.",
+             "*": "{claim} is {verdict}."}
+    rec = Record("C11", "refuted", {"gain_pt": 0.05}, "r", [])
+    assert nb.explain(texts, rec).text == "C11 fails: +0.05 pt is no gain."
+    assert nb.explain(texts, Record("C11", "supported", {"gain_pt": 0.6}, "r", [])).text == "C11 holds: +0.60 pt."
+    assert nb.explain(texts, Record("C11", "qualified", {"gain_pt": 0.3}, "r", [])).text == "C11 is qualified."
+    with pytest.raises(ValueError, match="no text for the verdict 'qualified' of C11"):
+        nb.explain({"supported": "x"}, Record("C11", "qualified", {}, "r", []))
+    with pytest.raises(ValueError, match="keys must be verdicts"):
+        nb.explain({"inconclusive": "x"}, rec)
+    with pytest.raises(ValueError, match="non-empty"):
+        nb.explain({"refuted": ""}, rec)
