@@ -131,11 +131,30 @@ def git_commit() -> str:
         return "unknown"
 
 
+REFERENCE_NAMES = ("resnet20", "resnet8")   # the reference checkpoints every result stands on
+
+
+def reference_checkpoints(root: str | os.PathLike | None = None) -> dict[str, str]:
+    """{name: sha256} of the committed reference checkpoints, read from their cards in
+    data/checkpoints/ (a card that is missing or unreadable is left out)."""
+    folder = Path(root if root is not None else ROOT) / "data" / "checkpoints"
+    out = {}
+    for name in REFERENCE_NAMES:
+        try:
+            sha = json.loads((folder / f"{name}.json").read_text()).get("sha256")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(sha, str):
+            out[name] = sha
+    return out
+
+
 def provenance(profile: str | None = None, data_fingerprint: str | None = None) -> dict:
     """Where a results file comes from: UTC time, git commit, profile, machine (one line, and
     `machine_info()`: CPU model, flags, bf16-native, torch's CPU capability), the training precision path
     (what `TrainConfig(precision="auto")` resolves to here; experiments that pin fp32 say so in their
-    metrics), Python, torch, data sha256."""
+    metrics), Python, torch, data sha256, and the sha256 of the reference checkpoints (`reference_checkpoints`),
+    so that the report can tell a result measured on an earlier reference."""
     import torch
     from .machine import machine_info
     from .profile import get_profile
@@ -149,6 +168,7 @@ def provenance(profile: str | None = None, data_fingerprint: str | None = None) 
         "python": platform.python_version(),
         "torch": torch.__version__,
         "data_sha256": data_fingerprint,
+        "reference_checkpoints": reference_checkpoints(),
         "machine_info": machine_info(),
         "precision_path": "auto -> " + resolve_precision("auto", default_device()),
     }

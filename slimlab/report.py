@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .files import atomic_write_text
-from .ledger import CLAIMS, RESULTS_DIR, read_results
+from .ledger import CLAIMS, RESULTS_DIR, read_results, reference_checkpoints
 from .profile import PROFILES
 
 QUICK_LABEL = "quick — not evidence"
@@ -49,6 +49,7 @@ class Entry:
     commit: str                # git commit of that run
     source: str                # the results file, relative to the results directory
     index: int                 # position of the record in its file
+    reference: tuple = ()      # (name, sha256) of the reference checkpoints the run stood on (empty: unrecorded)
 
     @property
     def evidence(self) -> bool:
@@ -62,9 +63,29 @@ class Entry:
     def claim_number(self) -> int:
         return int(self.claim[1:])
 
+    def on_current_reference(self, current: dict[str, str]) -> bool:
+        """True when the run recorded its reference checkpoints and each one that is committed now
+        (`current`: name -> sha256) is the same file; False for a run on an earlier or unrecorded one."""
+        mine = dict(self.reference)
+        return bool(mine) and all(mine[n] == sha for n, sha in current.items() if n in mine)
+
+
+def stale_entries(entries: list[Entry], current: dict[str, str] | None = None) -> list[Entry]:
+    """The full-profile entries measured on an earlier (or unrecorded) reference checkpoint than the
+    committed one (`ledger.reference_checkpoints()` by default): evidence that a re-run must replace."""
+    cur = reference_checkpoints() if current is None else current
+    return [e for e in entries if e.evidence and not e.on_current_reference(cur)]
+
 
 def _fail(path: Path, what: str) -> ValueError:
     return ValueError(f"{path}: {what}")
+
+
+def _reference_of(path: Path, prov: dict) -> tuple:
+    ref = prov.get("reference_checkpoints") or {}
+    if not isinstance(ref, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in ref.items()):
+        raise _fail(path, "provenance 'reference_checkpoints' must map checkpoint names to sha256 strings")
+    return tuple(sorted(ref.items()))
 
 
 def _entries_of(path: Path, results_dir: Path, expected_profile: str) -> list[Entry]:
@@ -103,7 +124,8 @@ def _entries_of(path: Path, results_dir: Path, expected_profile: str) -> list[En
         out.append(Entry(claim=r["claim"], verdict=r["verdict"], metrics=r["metrics"], rule=r["rule"].strip(),
                          figures=tuple(figures), notebook=r.get("notebook") or doc.get("notebook") or path.stem,
                          profile=prov["profile"], utc=str(prov["utc"]), commit=str(prov["git_commit"]),
-                         source=path.relative_to(results_dir).as_posix(), index=i))
+                         source=path.relative_to(results_dir).as_posix(), index=i,
+                         reference=_reference_of(path, prov)))
     return out
 
 
@@ -278,6 +300,7 @@ def render_markdown(entries: list[Entry], profile: str, results_dir: str | os.Pa
     """The report as Markdown; figure links are relative to `out_dir` (where the .md is written)."""
     results_dir, out_dir = Path(results_dir), Path(out_dir)
     by = _by_claim(entries)
+    current = reference_checkpoints()
     lines = [f"# Claims report — slimlab, {profile} profile", "", _intro(profile, include_full), ""]
     lines += ["## Summary", "", "| claim | statement | full-profile verdict(s) | quick records (not evidence) |",
               "|---|---|---|---|"]
@@ -304,8 +327,10 @@ def render_markdown(entries: list[Entry], profile: str, results_dir: str | os.Pa
         for e in by[c]:
             tag = "full profile" if e.evidence else QUICK_LABEL
             head = e.verdict.upper() if e.evidence else e.verdict
+            ref = ("" if not e.evidence or e.on_current_reference(current) else
+                   " · **measured on an earlier or unrecorded reference checkpoint**")
             lines += ["", f"### {c}: {head} — {e.notebook} ({tag})", "",
-                      f"- rule: {e.rule}",
+                      f"- rule: {e.rule}{ref}",
                       f"- notebook: {e.notebook} · profile: {e.profile} · date: {e.utc} · "
                       f"commit: `{short_commit(e.commit)}` · file: `{e.source}`", ""]
             if e.metrics:
@@ -492,8 +517,11 @@ def render_readme_table(entries: list[Entry]) -> str:
                 f" (UTC) at commit{'s' if len(commits) > 1 else ''} " + ", ".join(f"`{c}`" for c in commits))
     else:
         when = "no full-profile record yet"
+    stale = stale_entries(full)
+    old_ref = (f" {len(stale)} of the {len(full)} records were measured on an earlier (or unrecorded) reference "
+               f"checkpoint than the committed one and wait for a re-run." if stale else "")
     lines += ["", f"Generated from `results/full/*.json` by `python -m slimlab.report --readme` (not typed): "
-                  f"{have} of {len(CLAIMS)} claims judged, {len(CLAIMS) - have} missing; {when}. The rules and "
+                  f"{have} of {len(CLAIMS)} claims judged, {len(CLAIMS) - have} missing; {when}.{old_ref} The rules and "
                   f"every metric are in the [claims report](results/full/claims_report.md)."]
     return "\n".join(lines)
 
@@ -533,8 +561,10 @@ def summary(entries: list[Entry]) -> str:
     by = _by_claim(entries)
     have = sum(1 for c in CLAIMS if any(e.evidence for e in by[c]))
     quick = sum(1 for e in entries if not e.evidence)
+    stale = len(stale_entries(entries))
     return (f"{len(CLAIMS)} claims: {have} with full-profile records, {len(CLAIMS) - have} {MISSING}; "
-            f"{quick} quick record(s) ({QUICK_LABEL})")
+            f"{quick} quick record(s) ({QUICK_LABEL})"
+            + (f"; {stale} full record(s) on an earlier or unrecorded reference checkpoint" if stale else ""))
 
 
 def main(argv: list[str] | None = None) -> int:

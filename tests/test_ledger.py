@@ -78,3 +78,15 @@ def test_ledger_errors(toy_rule):
     with pytest.raises(TypeError, match="list of Record"):
         write_results("x", [{"claim": "C4"}])
     assert len(CLAIMS) == 14 and ("C4", "test-toy") in rules()
+
+
+def test_provenance_records_the_reference_checkpoints_from_their_cards(tmp_path):
+    from slimlab import ledger
+    (tmp_path / "data" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "data" / "checkpoints" / "resnet20.json").write_text(json.dumps({"sha256": "e" * 64}))
+    (tmp_path / "data" / "checkpoints" / "resnet8.json").write_text("{not json")
+    (tmp_path / "data" / "checkpoints" / "resnet20-v1.json").write_text(json.dumps({"sha256": "f" * 64}))
+    assert ledger.reference_checkpoints(tmp_path) == {"resnet20": "e" * 64}
+    prov = ledger.provenance("quick")
+    assert prov["reference_checkpoints"] == ledger.reference_checkpoints()
+    assert set(prov["reference_checkpoints"]) <= {"resnet20", "resnet8"}

@@ -307,3 +307,30 @@ def test_rules_prints_every_registered_rule(capsys):
         assert f"{claim} ({name}, claims.{r.fn.__name__}): {r.text}" in out
     nums = [int(line.split(" ", 1)[0][1:]) for line in out]
     assert nums == sorted(nums)
+
+
+def test_records_on_an_earlier_reference_checkpoint_are_named_stale(tmp_path, monkeypatch):
+    res = tmp_path / "results"
+    now = {"resnet20": "a" * 64, "resnet8": "b" * 64}
+    for nb_name, ref in (("02_quantization", now), ("03_pruning", {"resnet20": "c" * 64, "resnet8": "b" * 64}),
+                         ("04_parameter_sharing", None)):
+        path = _put(res, "full", nb_name, [_rec("C4", "supported")])
+        if ref is not None:
+            doc = json.loads(path.read_text())
+            doc["provenance"]["reference_checkpoints"] = ref
+            path.write_text(json.dumps(doc))
+    entries = collect("full", res, include_full=False)
+    stale = report.stale_entries(entries, now)
+    assert sorted(e.notebook for e in stale) == ["03_pruning", "04_parameter_sharing"]   # older sha; unrecorded
+    assert report.stale_entries(entries, {"resnet20": "c" * 64}) == [e for e in entries if e.notebook != "03_pruning"]
+    monkeypatch.setattr(report, "reference_checkpoints", lambda: now)
+    assert report.summary(entries).endswith("2 full record(s) on an earlier or unrecorded reference checkpoint")
+    assert "2 of the 3 records were measured on an earlier" in report.render_readme_table(entries)
+    md = render_markdown(entries, "full", res, tmp_path, include_full=False)
+    assert md.count("measured on an earlier or unrecorded reference checkpoint") == 2
+    bad = _put(res, "full", "05_distillation", [_rec("C11", "supported")])
+    doc = json.loads(bad.read_text())
+    doc["provenance"]["reference_checkpoints"] = {"resnet20": 5}
+    bad.write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match="05_distillation.json: provenance 'reference_checkpoints' must map"):
+        collect("full", res, include_full=False)
