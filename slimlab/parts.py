@@ -40,6 +40,27 @@ Batches of parts through an executor (`compute`), the API the notebooks share:
   as a `slimlab.cluster.WorkerData` that each worker resolves from its own `SLIMLAB_CIFAR10`.
 * A part whose `fn` raises does not stop the others: every part that finishes is written, then
   `PartsFailed` (a RuntimeError) lists each failed part's key, config and traceback.
+
+Batches of parts whose *models* a later cell needs (`run_model` for a batch), and chains of them:
+
+    outs = store.compute_models("finetune", configs, finetune_part, load, executor=executor,
+                                need_model=lambda c: c["sparsity"] == 0.9)       # [(record, model or None)]
+    outs = store.compute_chains(kind, [[round1_cfg, round2_cfg], ...], round_part, load, executor=executor)
+
+* `compute_models(kind, configs, fn, load, executor=None, *, need_model=True, inputs=None)`: `fn(config)`
+  returns (record, state), the state a torch-saveable dict (a state dict, or a dict holding one) or None
+  when the part keeps no model. The state travels back from the worker; this process writes it to
+  `model_path(key)` under the ignored work folder (not in the quick profile), then the record, and
+  `load(state, config)` makes the model. Where `need_model` (a bool, or config -> bool) holds, a stored
+  record is reused only together with its model file; otherwise the part is computed again, as `run_model`.
+  `inputs` (config -> value, called here only for the parts computed) gives each part one more argument,
+  `fn(config, value)`, e.g. the state of the model it starts from; the config must name that input.
+* `compute_chains(kind, chains, fn, load, executor=None, *, need_model=False)`: chains of parts where
+  each stage starts from the previous stage's model (Network Trimming's rounds): stage i of a chain is
+  `fn(config, state of stage i - 1)` (stage 0: `fn(config, None)`). The stages go stage by stage, each
+  one batch over every chain through `executor`; a stage is computed only where its record is missing,
+  or where the next stage must be computed and the model file is missing. Returns one (record, model or
+  None) per chain, for its last stage.
 """
 from __future__ import annotations
 
@@ -240,8 +261,128 @@ class PartStore:
         `fn(config)` serially here (`executor=None`) or through `executor`, each stored as it finishes.
 
         Raises `PartsFailed` after the batch if any `fn` raised (the finished parts are stored)."""
-        from tqdm.auto import tqdm
+        keys = self._check_batch(kind, configs, fn, executor)
+        records: dict[str, dict] = {}
+        for key, config in zip(keys, configs):          # every stored part checked before any work starts
+            rec = self.get(key, config)
+            if rec is not None:
+                records[key] = rec
+                self.loaded.append(key)
+        todo = [(key, config, ()) for key, config in zip(keys, configs) if key not in records]
 
+        def finish(key: str, config: dict, out: dict) -> str | None:
+            records[key] = out["record"]
+            self.put(key, out["record"], config, out["where"])
+            self.computed.append(key)
+            return None
+
+        failures = self._batch(todo, fn, executor, compute_part, finish, progress, desc)
+        if failures:
+            raise PartsFailed(sorted(failures, key=lambda f: keys.index(f[0])))
+        return [records[k] for k in keys]
+
+    def compute_models(self, kind: str | Callable[[dict], str], configs: Sequence[dict], fn: Callable[..., tuple],
+                       load: Callable[[dict, dict], Any], executor: Executor | None = None, *,
+                       need_model: bool | Callable[[dict], bool] = True, inputs: Callable[[dict], Any] | None = None,
+                       suffix: str = ".pt", progress: bool = False, desc: str = "parts") -> list[tuple[dict, Any]]:
+        """One (record, model or None) per config, in order: `run_model` for a batch, through `executor`.
+
+        `fn(config)` (`fn(config, inputs(config))` with `inputs`) returns (record, state): the model's
+        state (a torch-saveable dict) travels back, this process writes it to `model_path(key, suffix)`
+        (when the store is enabled) and then the record; `load(state, config)` makes the model. A stored
+        record is enough where `need_model` is False (the model is then None unless the part was computed
+        now); where it holds, the model file must be there too, else the part is computed again.
+        Raises `PartsFailed` after the batch if any part failed (the finished parts are stored)."""
+        if not callable(load):
+            raise TypeError("load must be a callable (state, config) -> model")
+        keys = self._check_batch(kind, configs, fn, executor)
+        results, failures = self._compute_states(keys, configs, fn, executor, need_model, inputs, suffix, progress, desc)
+        if failures:
+            raise PartsFailed(sorted(failures, key=lambda f: keys.index(f[0])))
+        return [(rec, None if state is None else load(state, config))
+                for (rec, state), config in zip((results[k] for k in keys), configs)]
+
+    def compute_chains(self, kind: str | Callable[[dict], str], chains: Sequence[Sequence[dict]],
+                       fn: Callable[[dict, Any], tuple], load: Callable[[dict, dict], Any],
+                       executor: Executor | None = None, *, need_model: bool | Callable[[dict], bool] = False,
+                       suffix: str = ".pt", progress: bool = False, desc: str = "parts") -> list[tuple[dict, Any]]:
+        """One (record, model or None) per chain, for its last stage: chains of parts in which stage i
+        is `fn(config, state of stage i - 1)` (stage 0: `fn(config, None)`) returning (record, state).
+
+        Stage by stage, each stage is one batch over every chain that needs it, through `executor`: a
+        stage is computed where its record is missing, or where the next stage must be computed and this
+        stage's model file is missing; the model of a stage that is not computed comes from its file.
+        `need_model` (a bool, or config -> bool) asks for the last stage's model. A failed stage stops its
+        own chain only: the others go on, then `PartsFailed` lists what failed."""
+        bad = TypeError("chains must be a non-empty list of chains, each a non-empty list of config dicts")
+        if isinstance(chains, dict) or not isinstance(chains, Sequence) or not chains:
+            raise bad
+        chains = [list(c) for c in chains]
+        if not all(c and all(isinstance(x, dict) for x in c) for c in chains):
+            raise bad
+        if not callable(load):
+            raise TypeError("load must be a callable (state, config) -> model")
+        flat = [c for chain in chains for c in chain]
+        all_keys = self._check_batch(kind, flat, fn, executor)
+        keys, at = [], 0
+        for chain in chains:
+            keys.append(all_keys[at:at + len(chain)])
+            at += len(chain)
+        # from the last stage down: which stages must be computed (run), and whose models are needed (want)
+        run, want = [], []
+        for chain, ks in zip(chains, keys):
+            n = len(chain)
+            r, w = [False] * n, [False] * n
+            w[-1] = bool(need_model(chain[-1])) if callable(need_model) else bool(need_model)
+            for i in reversed(range(n)):
+                r[i] = not (self.get(ks[i], chain[i]) is not None
+                            and (not w[i] or self.model_path(ks[i], suffix).is_file()))
+                if i > 0:
+                    w[i - 1] = r[i]
+            run.append(r)
+            want.append(w)
+        states: dict[int, Any] = {}                  # chain -> the state its next stage starts from
+        results: dict[int, tuple[dict, Any]] = {}    # chain -> (record, state) of its last stage
+        failures: list[tuple[str, dict, str]] = []
+        broken: set[int] = set()
+        for i in range(max(len(c) for c in chains)):
+            live = [j for j, c in enumerate(chains) if i < len(c) and j not in broken]
+            for j in live:
+                if run[j][i]:
+                    continue
+                last, key = i == len(chains[j]) - 1, keys[j][i]
+                state = load_torch_state(self.model_path(key, suffix)) if want[j][i] else None
+                if last:
+                    results[j] = (self.get(key, chains[j][i]), state)
+                    self.loaded.append(key)
+                else:
+                    states[j] = state
+            todo = [j for j in live if run[j][i]]
+            if not todo:
+                continue
+            ids = {id(chains[j][i]): j for j in todo}
+            done, fails = self._compute_states(
+                [keys[j][i] for j in todo], [chains[j][i] for j in todo], fn, executor,
+                lambda c: want[ids[id(c)]][i], lambda c: states.get(ids[id(c)]) if i > 0 else None,
+                suffix, progress, f"{desc} (stage {i + 1})")
+            failures += fails
+            for j in todo:
+                key = keys[j][i]
+                if key not in done:
+                    broken.add(j)
+                elif i == len(chains[j]) - 1:
+                    results[j] = done[key]
+                else:
+                    states[j] = done[key][1]
+        if failures:
+            raise PartsFailed(sorted(failures, key=lambda f: all_keys.index(f[0])))
+        return [(results[j][0], None if results[j][1] is None else load(results[j][1], chains[j][-1]))
+                for j in range(len(chains))]
+
+    # ---- the batch machinery
+
+    def _check_batch(self, kind, configs, fn, executor) -> list[str]:
+        """The keys of a batch, after checking its arguments (every key distinct)."""
         if not callable(fn):
             raise TypeError("fn must be a callable config -> the part's metrics record (a dict)")
         if isinstance(configs, dict) or not isinstance(configs, Sequence):
@@ -253,41 +394,72 @@ class PartStore:
         if len(set(keys)) != len(keys):
             dup = next(k for k in keys if keys.count(k) > 1)
             raise ValueError(f"two configs of the batch give the same part {dup}: every config must differ")
-        records: dict[str, dict] = {}
-        for key, config in zip(keys, configs):          # every stored part checked before any work starts
+        return keys
+
+    def _compute_states(self, keys, configs, fn, executor, need_model, inputs, suffix, progress, desc
+                        ) -> tuple[dict[str, tuple[dict, Any]], list[tuple[str, dict, str]]]:
+        """({key: (record, state or None)}, failures) of a checked batch: stored parts read back (with
+        their model file's state where the model is needed), the others computed by `compute_model_part`
+        and stored (model file first, then the record)."""
+        if inputs is not None and not callable(inputs):
+            raise TypeError("inputs must be a callable config -> the part's extra argument, or None")
+        need = {k: bool(need_model(c)) if callable(need_model) else bool(need_model) for k, c in zip(keys, configs)}
+        results: dict[str, tuple[dict, Any]] = {}
+        for key, config in zip(keys, configs):
             rec = self.get(key, config)
-            if rec is not None:
-                records[key] = rec
-                self.loaded.append(key)
-        todo = [(key, config) for key, config in zip(keys, configs) if key not in records]
+            if rec is None:
+                continue
+            if not need[key]:
+                results[key] = (rec, None)
+            elif self.model_path(key, suffix).is_file():
+                results[key] = (rec, load_torch_state(self.model_path(key, suffix)))
+            else:
+                continue                                  # its model is needed and gone: compute it again
+            self.loaded.append(key)
+        todo = [(key, config, (inputs(config),) if inputs is not None else ())
+                for key, config in zip(keys, configs) if key not in results]
+
+        def finish(key: str, config: dict, out: dict) -> str | None:
+            state = out["state"]
+            if state is None and need[key]:
+                return f"fn of part {key} returned no model state, and its model is needed"
+            if state is not None and self.enabled:
+                atomic_torch_save(state, self.model_path(key, suffix))
+            self.put(key, out["record"], config, out["where"])
+            self.computed.append(key)
+            results[key] = (out["record"], state)
+            return None
+
+        return results, self._batch(todo, fn, executor, compute_model_part, finish, progress, desc)
+
+    def _batch(self, todo, fn, executor, runner, finish, progress: bool, desc: str) -> list[tuple[str, dict, str]]:
+        """Run `runner(fn, key, config, *args)` for each (key, config, args) of `todo`, here or through
+        `executor`, and hand each finished part to `finish` (which returns an error text or None) as
+        it finishes; returns the failures [(key, config, traceback)]."""
+        from tqdm.auto import tqdm
         failures: list[tuple[str, dict, str]] = []
         bar = tqdm(total=len(todo), desc=desc, unit="part", disable=not progress or not todo)
 
-        def finish(key: str, config: dict, out: dict) -> None:
-            if "error" in out:
-                failures.append((key, config, out["error"]))
-            else:
-                records[key] = out["record"]
-                self.put(key, out["record"], config, out["where"])
-                self.computed.append(key)
+        def done(key: str, config: dict, out: dict) -> None:
+            error = out.get("error") or finish(key, config, out)
+            if error:
+                failures.append((key, config, error))
             bar.update(1)
 
         if executor is None:
-            for key, config in todo:
-                finish(key, config, compute_part(fn, key, config))
+            for key, config, args in todo:
+                done(key, config, runner(fn, key, config, *args))
         else:
-            futures = {executor.submit(compute_part, fn, key, config): (key, config) for key, config in todo}
+            futures = {executor.submit(runner, fn, key, config, *args): (key, config) for key, config, args in todo}
             for f in as_completed(futures):
                 key, config = futures[f]
                 try:
                     out = f.result()
                 except Exception as e:   # the executor itself failed the part (e.g. Dask: KilledWorker)
                     out = {"error": "".join(traceback.format_exception(type(e), e, e.__traceback__))}
-                finish(key, config, out)
+                done(key, config, out)
         bar.close()
-        if failures:
-            raise PartsFailed(sorted(failures, key=lambda f: keys.index(f[0])))
-        return [records[k] for k in keys]
+        return failures
 
     # ---- telling the reader
 
@@ -305,17 +477,42 @@ class PartStore:
         return f"{n} of {n + k} parts loaded from {where}, {k} computed now and stored there"
 
 
-def compute_part(fn: Callable[[dict], dict], key: str, config: dict) -> dict:
+def compute_part(fn: Callable[..., dict], key: str, config: dict, *args) -> dict:
     """Run one part where it is scheduled: {'record', 'where'} (the plain JSON record and the
     `WORKER_FIELDS` of this process), or {'error': traceback text}. Never raises, so a part that
     fails is reported once, not retried; a worker that dies is retried by the scheduler."""
     try:
-        rec = fn(config)
+        rec = fn(config, *args)
         if not isinstance(rec, dict):
             raise TypeError(f"fn of part {key} must return a dict (its metrics record), got {type(rec).__name__}")
         return {"record": _plain(rec), "where": _where()}
     except Exception as e:
         return {"error": "".join(traceback.format_exception(type(e), e, e.__traceback__))}
+
+
+def compute_model_part(fn: Callable[..., tuple], key: str, config: dict, *args) -> dict:
+    """Run one part that keeps a model, where it is scheduled: `fn(config, *args)` returns (record, state);
+    {'record', 'state', 'where'}, or {'error': traceback text}. The state (a dict of tensors, or None)
+    travels back to the process that owns the store. Never raises, as `compute_part`."""
+    try:
+        out = fn(config, *args)
+        if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[0], dict)):
+            raise TypeError(f"fn of part {key} must return (record dict, model state dict or None), "
+                            f"got {type(out).__name__}")
+        rec, state = out
+        if state is not None and not isinstance(state, dict):
+            raise TypeError(f"fn of part {key} must return its model's state as a dict (or None), "
+                            f"got {type(state).__name__}")
+        return {"record": _plain(rec), "state": state, "where": _where()}
+    except Exception as e:
+        return {"error": "".join(traceback.format_exception(type(e), e, e.__traceback__))}
+
+
+def load_torch_state(path: str | os.PathLike) -> dict:
+    """A model state written by `compute_models` (or `save_state`), loaded safely (weights only);
+    a damaged file raises `files.CheckpointError` naming it."""
+    from .files import load_torch
+    return load_torch(path, "part model (a slimlab.parts model state file)")
 
 
 def _where() -> dict:
