@@ -670,6 +670,157 @@ def torch_pruning_channels(model: nn.Module, fraction: float, *, inner_only: boo
 
 
 # ---------------------------------------------------------------------------------------------
+# notebook 03's independent steps, as picklable parts for `PartStore.compute` / `compute_models` /
+# `compute_chains`: each takes its config (a plain dict) and finds the rest itself, the reference
+# model through `slimlab.zoo` (or an (arch, state dict) pair) and the data through `slimlab.cluster`
+
+STATS_SEED = 2          # seed of the training-image subset that APoZ and BN recalibration use (03's `ax_imgs`)
+ONESHOT_CURVES = ("magnitude, layer-wise", "magnitude, global", "random (same per-layer counts)",
+                  "random, stale BN statistics")   # the record of `oneshot_part`, one accuracy (%) each
+_REFERENCES: dict[str, nn.Module] = {}             # this process's zoo models, by name
+
+
+def part_reference(reference, sha: str) -> nn.Module:
+    """A fresh copy of the model a part starts from: `reference` is a `slimlab.zoo` name (loaded once per
+    process from this machine's checkout) or an (arch, state dict) pair; its sha256 must be `sha`."""
+    from .parts import model_sha
+    if isinstance(reference, str):
+        if reference not in _REFERENCES:
+            from .zoo import load
+            _REFERENCES[reference] = load(reference, progress=False)
+        model = _REFERENCES[reference]
+    elif isinstance(reference, tuple) and len(reference) == 2 and isinstance(reference[1], dict):
+        model = from_arch(reference[0])
+        model.load_state_dict(reference[1])
+    else:
+        raise TypeError("reference must be a slimlab.zoo name or an (arch, state dict) pair, "
+                        f"got {type(reference).__name__}")
+    if model_sha(model) != sha:
+        raise ValueError(f"the reference model here ({reference if isinstance(reference, str) else 'given'}) is not "
+                         "the one the part's config names (sha256 differs): use the notebook's checkout")
+    return copy.deepcopy(model).cpu().eval()
+
+
+def part_data(config: dict, data):
+    """(data, (val x, y), (test x, y), stats images) of a part: `data` resolved (`slimlab.cluster.resolve`)
+    and checked against config['data']; the splits as notebook 03 draws them (val_images / test_images,
+    seed 0; bn_images or apoz_images training images, seed `STATS_SEED`; 0 = all)."""
+    from .cluster import resolve
+    from .data import subset
+    d = resolve(data)
+    got = getattr(d, "fingerprint", None)
+    if got is not None and config.get("data") not in (None, got):
+        raise ValueError("the data here is not the data the part's config names (fingerprint differs)")
+    val = subset(d.val_x, d.val_y, config["val_images"])
+    test = subset(d.test_x, d.test_y, config["test_images"])
+    n = config.get("bn_images", config.get("apoz_images"))
+    stats_x = subset(d.train_x, d.train_y, n, seed=STATS_SEED)[0] if n is not None else None
+    return d, val, test, stats_x
+
+
+def model_blob(model: nn.Module) -> dict:
+    """A slimlab ResNet (slimmed or not) as a dict that travels and rebuilds it alone: {'arch', 'state_dict'}
+    (masks baked in); `model_from_blob` inverts it."""
+    check_model(model)
+    arch = getattr(model, "arch", None)
+    if not isinstance(arch, dict) or "name" not in arch:
+        raise ValueError("model must be a slimlab ResNet (with .arch) to travel as a blob")
+    return {"arch": dict(arch), "state_dict": baked_state_dict(model)}
+
+
+def model_from_blob(blob: dict) -> nn.Module:
+    """The model of a `model_blob`, in eval mode on the CPU; a dict that is not one raises `CheckpointError`."""
+    from .files import load_state
+    if not isinstance(blob, dict) or not isinstance(blob.get("arch"), dict) or not isinstance(blob.get("state_dict"), dict):
+        raise CheckpointError("not a model blob: a dict with 'arch' and 'state_dict' is needed")
+    try:
+        model = from_arch(blob["arch"])
+    except (ValueError, TypeError, KeyError) as e:
+        raise CheckpointError(f"a model blob with an unusable architecture ({e})") from None
+    return load_state(model, blob["state_dict"], "(model blob)", "model blob").eval()
+
+
+def oneshot_part(config: dict, *, reference, data) -> dict:
+    """One point of the one-shot sweep: the reference pruned to config['sparsity'] by layer-wise and
+    global magnitude and at random (layer-wise magnitude's per-layer counts, config['seed']), validation
+    accuracy with BN recalibrated on config['bn_images'] training images, and the random arm's before."""
+    base = part_reference(reference, config["base"])
+    _, val, _, stats_x = part_data(config, data)
+    s = config["sparsity"]
+    m_layer = prune_magnitude(base, s, "layer")
+    m_glob = prune_magnitude(base, s, "global")
+    m_rand = prune_random(base, s, like=get_masks(m_layer), seed=config["seed"])
+    stale = evaluate(m_rand, *val)["acc"]
+    for m in (m_layer, m_glob, m_rand):          # both arms: BN statistics re-estimated on training images
+        recalibrate_bn(m, stats_x)
+    return dict(zip(ONESHOT_CURVES, [evaluate(m, *val)["acc"] for m in (m_layer, m_glob, m_rand)] + [stale]))
+
+
+def finetune_part(config: dict, *, reference, data) -> tuple[dict, dict | None]:
+    """One fine-tune (`finetune_pruned`) of config['variant'] at config['sparsity'] (scope, seed, train:
+    TrainConfig fields): (record, state dict of the model for 'magnitude', else None). The record holds
+    the reached sparsity, the test accuracy before (one-shot, BN recalibrated; None for 'gradual'),
+    validation and test accuracy after (%) and the fine-tune's seconds."""
+    import time
+    base = part_reference(reference, config["base"])
+    d, val, test, stats_x = part_data(config, data)
+    s, variant, scope, seed = config["sparsity"], config["variant"], config["scope"], config["seed"]
+    before = (evaluate(pruned_copy(base, s, variant, scope, seed, bn_x=stats_x), *test)["acc"]
+              if variant != "gradual" else None)
+    t0 = time.perf_counter()
+    net = finetune_pruned(base, s, variant, (d.train_x, d.train_y), TrainConfig(**config["train"]), scope=scope,
+                          seed=seed, bn_x=stats_x, progress=False)
+    rec = {"sparsity": layer_sparsity(net)["(all)"], "before_acc": before, "val_acc": evaluate(net, *val)["acc"],
+           "test_acc": evaluate(net, *test)["acc"], "seconds": time.perf_counter() - t0}
+    state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()} if variant == "magnitude" else None
+    return rec, state
+
+
+def channels_part(config: dict, *, reference, data) -> dict:
+    """One point of the channel-pruning sweep, no fine-tune: {method: validation accuracy (%)} with
+    config['fraction'] of every block's inner channels removed by each of `CHANNEL_METHODS` (APoZ on
+    config['apoz_images'] training images; 'random' seeded by config['seed'])."""
+    base = part_reference(reference, config["base"])
+    _, val, _, stats_x = part_data(config, data)
+    scores = {m: channel_scores(base, m, x=stats_x, seed=config["seed"]) for m in CHANNEL_METHODS}
+    return {m: evaluate(slim_channels(base, select_channels(scores[m], config["fraction"])), *val)["acc"]
+            for m in CHANNEL_METHODS}
+
+
+def trim_part(config: dict, previous: dict | None = None, *, reference, data) -> tuple[dict, dict]:
+    """Round config['round'] (1-based) of config['rounds'] of Network Trimming (`trim_round`) by
+    config['method'] with config['seed'] to config['fraction']: round 1 starts from the reference, a
+    later round from `previous`, the previous round's `model_blob`. Returns (record, `model_blob` of the
+    trimmed model); the record holds the round, inner channels per block, validation and test accuracy."""
+    base = part_reference(reference, config["base"])
+    d, val, test, stats_x = part_data(config, data)
+    r, seed = config["round"] - 1, config["seed"]
+    if (r == 0) != (previous is None):
+        raise ValueError(f"round {r + 1} of a trim {'starts from the reference' if r == 0 else 'needs the previous round'}")
+    start = base if r == 0 else model_from_blob(previous)
+    net = trim_round(start, config["fraction"], config["method"], stats_x, (d.train_x, d.train_y),
+                     TrainConfig(**{**config["train"], "seed": seed}), index=r, rounds=config["rounds"],
+                     base_channels={n: b.conv1.out_channels for n, b in blocks(base).items()}, seed=seed,
+                     progress=False)
+    rec = {"round": r + 1, "inner_channels": {n: b.conv1.out_channels for n, b in blocks(net).items()},
+           "val_acc": evaluate(net, *val)["acc"], "test_acc": evaluate(net, *test)["acc"]}
+    return rec, model_blob(net)
+
+
+def torch_pruning_part(config: dict, *, reference, data) -> tuple[dict, dict]:
+    """Torch-Pruning's cut of config['fraction'] of the inner channels (`torch_pruning_channels`, L1),
+    fine-tuned with config['train'] and config['seed']: (record, `model_blob` of the model)."""
+    base = part_reference(reference, config["base"])
+    d, val, test, _ = part_data(config, data)
+    net = torch_pruning_channels(base, config["fraction"])
+    fit(net, d.train_x, d.train_y, TrainConfig(**{**config["train"], "seed": config["seed"]}), progress=False)
+    net = net.cpu().eval()
+    rec = {"inner_channels": {n: b.conv1.out_channels for n, b in blocks(net).items()},
+           "val_acc": evaluate(net, *val)["acc"], "test_acc": evaluate(net, *test)["acc"]}
+    return rec, model_blob(net)
+
+
+# ---------------------------------------------------------------------------------------------
 # storage: dense files that rebuild slimmed models, and the sparse format
 
 def _check_arch_model(model) -> dict:

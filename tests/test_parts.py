@@ -260,3 +260,225 @@ def test_a_damaged_model_file_is_named(tmp_path):
     parts.save_state(nn.Linear(3, 2), path)
     with pytest.raises(CheckpointError, match="does not fit"):
         parts.load_state(nn.Linear(4, 2), path)
+
+
+# ---------------------------------------------------------------------------------------------
+# compute_models and compute_chains: parts whose models a later cell needs, and rounds of them
+
+CALLS = []
+
+
+def model_part(config, start=None):
+    """A deterministic part with a model: its state is a tensor; `start` is the previous stage's state."""
+    CALLS.append(config["i"])
+    if config.get("fail"):
+        raise ValueError(f"stage {config['i']} was told to fail")
+    v = (start["v"] if start is not None else torch.zeros(3)) + config["i"]
+    return {"i": config["i"], "sum": float(v.sum())}, ({"v": v} if config.get("keep", True) else None)
+
+
+def vec(state, config):
+    return state["v"].clone()
+
+
+def test_compute_models_keeps_models_resumes_and_recomputes_a_missing_model(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+    CALLS.clear()
+    configs = [{"i": 1}, {"i": 2, "keep": False}, {"i": 3}]
+    serial = PartStore(tmp_path / "serial", tmp_path / "work", profile="full")
+    outs = serial.compute_models("m", configs, model_part, vec, need_model=lambda c: c["i"] == 3)
+    assert [r["sum"] for r, _ in outs] == [3.0, 6.0, 9.0] and outs[1][1] is None
+    torch.testing.assert_close(outs[2][1], torch.full((3,), 3.0))
+    assert sorted(CALLS) == [1, 2, 3] and serial.stored() == 3
+    assert serial.model_path(part_key("m", configs[0])).is_file()              # every returned state is kept
+    assert not serial.model_path(part_key("m", configs[1])).exists()
+    with ThreadPoolExecutor(2) as pool:                                          # the same bytes through a pool
+        pooled = PartStore(tmp_path / "pooled", tmp_path / "work2", profile="full")
+        assert [r for r, _ in pooled.compute_models("m", configs, model_part, vec, pool, need_model=False)] == \
+            [r for r, _ in outs]
+    for p in sorted((tmp_path / "serial").glob("*.json")):
+        assert comparable(p) == comparable(tmp_path / "pooled" / p.name)
+    CALLS.clear()
+    again = PartStore(tmp_path / "serial", tmp_path / "work", profile="full")
+    back = again.compute_models("m", configs, model_part, vec, need_model=lambda c: c["i"] == 3)
+    assert not CALLS and [r for r, _ in back] == [r for r, _ in outs] and back[0][1] is None
+    torch.testing.assert_close(back[2][1], outs[2][1], atol=0, rtol=0)         # the model from its file
+    again.model_path(part_key("m", configs[2])).unlink()                       # a new machine: no model file
+    assert again.compute_models("m", configs, model_part, vec, need_model=lambda c: c["i"] == 3)[2][0] == outs[2][0]
+    assert CALLS == [3]
+    quick = PartStore(tmp_path / "q", tmp_path / "qwork", enabled=False, profile="quick")
+    live = quick.compute_models("m", configs[::2], model_part, vec)             # quick: models in memory only
+    assert [r for r, _ in live] == [outs[0][0], outs[2][0]]
+    torch.testing.assert_close(live[1][1], outs[2][1], atol=0, rtol=0)
+    with pytest.raises(parts.PartsFailed, match="returned no model state, and its model is needed"):
+        quick.compute_models("m", configs, model_part, vec)                    # part 2 keeps no model
+    assert not (tmp_path / "q").exists() and not (tmp_path / "qwork").exists()  # quick: nothing written
+    with pytest.raises(parts.PartsFailed, match=r"must return \(record dict, model state"):
+        quick.compute_models("m", [{"i": 1}], lambda c: {"i": 1}, vec)
+
+
+def test_compute_models_hands_each_part_its_input(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+    store = PartStore(tmp_path, profile="full")
+    configs = [{"i": i, "start": i * 10} for i in range(4)]
+    with ThreadPoolExecutor(2) as pool:
+        outs = store.compute_models("in", configs, model_part, vec, pool,
+                                    inputs=lambda c: {"v": torch.full((3,), float(c["start"]))})
+    assert [r["sum"] for r, _ in outs] == [3 * (11 * i) for i in range(4)]
+
+
+def chain_configs(n_chains=3, stages=2, **extra):
+    return [[{"i": 10 * c + s + 1, "chain": c, "stage": s, **extra} for s in range(stages)] for c in range(n_chains)]
+
+
+def test_compute_chains_stage_by_stage_equals_serial_and_resumes_lazily(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+    CALLS.clear()
+    chains = chain_configs()
+    kind = lambda c: f"stage{c['stage']}-chain{c['chain']}"
+    serial = PartStore(tmp_path / "serial", tmp_path / "work", profile="full")
+    outs = serial.compute_chains(kind, chains, model_part, vec, need_model=lambda c: c["chain"] == 0)
+    # stage 2 starts from stage 1's state: v = i1 + i2 in every entry
+    assert [r["sum"] for r, _ in outs] == [3.0 * (ch[0]["i"] + ch[1]["i"]) for ch in chains]
+    torch.testing.assert_close(outs[0][1], torch.full((3,), 3.0))
+    assert outs[1][1] is not None                                   # computed now: its model comes back too
+    assert len(CALLS) == 6 and serial.stored() == 6
+    with ThreadPoolExecutor(3) as pool:
+        pooled = PartStore(tmp_path / "pooled", tmp_path / "work2", profile="full")
+        assert [r for r, _ in pooled.compute_chains(kind, chains, model_part, vec, pool)] == [r for r, _ in outs]
+    for p in sorted((tmp_path / "serial").glob("*.json")):
+        assert comparable(p) == comparable(tmp_path / "pooled" / p.name)
+
+    CALLS.clear()
+    again = PartStore(tmp_path / "serial", tmp_path / "work", profile="full")
+    for ch in chains:                                               # no model files on this machine
+        for c in ch:
+            again.model_path(part_key(kind(c), c)).unlink()
+    back = again.compute_chains(kind, chains, model_part, vec)      # records only: nothing is computed
+    assert not CALLS and [r for r, _ in back] == [r for r, _ in outs] and all(m is None for _, m in back)
+    again.path(part_key(kind(chains[1][1]), chains[1][1])).unlink() # chain 1's last stage lost: its first
+    back = again.compute_chains(kind, chains, model_part, vec)      # stage is recomputed for its model
+    assert CALLS == [chains[1][0]["i"], chains[1][1]["i"]] and [r for r, _ in back] == [r for r, _ in outs]
+    CALLS.clear()
+    again.path(part_key(kind(chains[1][1]), chains[1][1])).unlink() # chain 1's first model is there now:
+    again.compute_chains(kind, chains[1:2], model_part, vec)        # only its stage 2 runs, from that file
+    assert CALLS == [chains[1][1]["i"]]
+    CALLS.clear()
+    last = again.compute_chains(kind, chains, model_part, vec, need_model=True)  # the last models: chain 1's
+    assert sorted(CALLS) == [chains[0][0]["i"], chains[0][1]["i"], chains[2][0]["i"], chains[2][1]["i"]]
+    for (_, m), ch in zip(last, chains):
+        torch.testing.assert_close(m, torch.full((3,), float(ch[0]["i"] + ch[1]["i"])))
+
+
+def test_compute_chains_a_failed_stage_stops_its_chain_only(tmp_path):
+    CALLS.clear()
+    chains = chain_configs()
+    chains[1][0]["fail"] = True
+    store = PartStore(tmp_path, profile="full")
+    with pytest.raises(parts.PartsFailed) as e:
+        store.compute_chains(lambda c: f"s{c['stage']}-c{c['chain']}", chains, model_part, vec)
+    [(key, config, tb)] = e.value.failures
+    assert config == chains[1][0] and "stage 11 was told to fail" in tb
+    assert chains[1][1]["i"] not in CALLS and store.stored() == 4   # the other two chains are complete
+    with pytest.raises(TypeError, match="non-empty list of chains"):
+        store.compute_chains("s", [[]], model_part, vec)
+    with pytest.raises(ValueError, match="the same part"):
+        store.compute_chains("s", [[{"i": 1}], [{"i": 1}]], model_part, vec)
+
+
+# ---------------------------------------------------------------------------------------------
+# notebook 03's parts on a tiny ResNet and tiny data: serial and through a pool give the same records,
+# and the same numbers as the library calls the notebook made before it used parts
+
+def parts_03(store, executor, data, ref):
+    import functools
+    from dataclasses import asdict
+    from slimlab import prune as P
+    REF = (ref.arch, {k: v.clone() for k, v in ref.state_dict().items()})
+    BASE = {"base": parts.model_sha(ref), "data": "tiny", "val_images": 20, "test_images": 20}
+    cfg = P.finetune_config(2, 10, 0.01)
+    part = lambda f: functools.partial(f, reference=REF, data=data)
+    oneshot = store.compute(lambda c: f"oneshot-s{c['sparsity']:g}",
+                            [{**BASE, "step": "oneshot", "sparsity": s, "seed": 0, "bn_images": 30} for s in (0.5, 0.9)],
+                            part(P.oneshot_part), executor)
+    FT = {**BASE, "step": "finetune", "train": asdict(cfg), "scope": "global", "seed": 0, "bn_images": 30}
+    ft = store.compute_models(lambda c: f"finetune-{c['variant']}-s{c['sparsity']:g}",
+                              [{**FT, "sparsity": 0.5, "variant": v} for v in P.FINETUNE_VARIANTS],
+                              part(P.finetune_part), lambda st, c: st, executor,
+                              need_model=lambda c: c["variant"] == "magnitude")
+    channels = store.compute(lambda c: f"channels-f{c['fraction']:g}",
+                             [{**BASE, "step": "channels", "fraction": f, "apoz_images": 30, "seed": 0} for f in (0.25, 0.5)],
+                             part(P.channels_part), executor)
+    TRIM = {**BASE, "step": "trim", "train": asdict(cfg), "fraction": 0.5, "rounds": 2, "apoz_images": 30}
+    trims = store.compute_chains(lambda c: f"trim-{c['method']}-round{c['round']}-seed{c['seed']}",
+                                 [[{**TRIM, "method": m, "round": r + 1, "seed": 0} for r in range(2)]
+                                  for m in P.CHANNEL_METHODS],
+                                 part(P.trim_part), lambda st, c: P.model_from_blob(st), executor, need_model=True)
+    return oneshot, ft, channels, trims
+
+
+def test_03_parts_serial_and_through_a_pool_give_the_same_records_and_models(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+    from slimlab import prune as P
+    from slimlab.models import build
+    from slimlab.train import evaluate
+    from test_scaling import fake_data
+    data = fake_data(n_train=60, n_eval=20)
+    torch.manual_seed(0)
+    ref = build("resnet8", width=0.25).eval()
+    serial = parts_03(PartStore(tmp_path / "serial", tmp_path / "w1", profile="full"), None, data, ref)
+    with ThreadPoolExecutor(2) as pool:
+        pooled = parts_03(PartStore(tmp_path / "pooled", tmp_path / "w2", profile="full"), pool, data, ref)
+    strip = lambda r: {k: v for k, v in r.items() if k != "seconds"}
+    oneshot, ft, channels, trims = serial
+    assert oneshot == pooled[0] and channels == pooled[2]
+    assert [strip(r) for r, _ in ft] == [strip(r) for r, _ in pooled[1]]
+    assert [r for r, _ in trims] == [r for r, _ in pooled[3]]
+    for (_, a), (_, b) in zip(ft + trims, pooled[1] + pooled[3]):
+        assert (a is None) == (b is None)
+        if a is not None:
+            a, b = (x if isinstance(x, dict) else x.state_dict() for x in (a, b))
+            assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    names = sorted(p.name for p in (tmp_path / "serial").glob("*.json"))
+    assert len(names) == 2 + 3 + 2 + 6 and names == sorted(p.name for p in (tmp_path / "pooled").glob("*.json"))
+    for name in names:
+        assert comparable(tmp_path / "serial" / name) == comparable(tmp_path / "pooled" / name)
+    assert set(oneshot[0]) == set(P.ONESHOT_CURVES) and set(channels[0]) == set(P.CHANNEL_METHODS)
+
+    # the same numbers as the library calls of the notebook before it used parts
+    from slimlab.data import subset
+    ax = subset(data.train_x, data.train_y, 30, seed=P.STATS_SEED)[0]
+    cfg = P.finetune_config(2, 10, 0.01)
+    net = P.finetune_pruned(ref, 0.5, "magnitude", (data.train_x, data.train_y), cfg, bn_x=ax, progress=False)
+    assert ft[0][0]["test_acc"] == evaluate(net, data.test_x, data.test_y)["acc"]
+    assert all(torch.equal(v, ft[0][1][k]) for k, v in net.state_dict().items())
+    trimmed = P.network_trimming(ref, 0.5, "apoz", ax, (data.train_x, data.train_y), cfg, rounds=2, progress=False)
+    assert trims[0][0]["val_acc"] == evaluate(trimmed, data.val_x, data.val_y)["acc"]
+    assert all(torch.equal(v, trims[0][1].state_dict()[k]) for k, v in trimmed.state_dict().items())
+    m = P.prune_random(ref, 0.9, like=P.get_masks(P.prune_magnitude(ref, 0.9, "layer")), seed=0)
+    assert oneshot[1]["random, stale BN statistics"] == evaluate(m, data.val_x, data.val_y)["acc"]
+
+    # a part refuses a reference that is not the one its config names
+    with pytest.raises(ValueError, match="sha256 differs"):
+        P.part_reference((ref.arch, build("resnet8", width=0.25).state_dict()), parts.model_sha(ref))
+
+
+def test_03_torch_pruning_part_and_model_blobs(tmp_path):
+    pytest.importorskip("torch_pruning")
+    from dataclasses import asdict
+    from slimlab import prune as P
+    from slimlab.models import build
+    from test_scaling import fake_data
+    data = fake_data(n_train=40, n_eval=20)
+    torch.manual_seed(0)
+    ref = build("resnet8", width=0.25).eval()
+    config = {"base": parts.model_sha(ref), "val_images": 20, "test_images": 20, "fraction": 0.5, "seed": 1,
+              "train": asdict(P.finetune_config(2, 10, 0.01))}
+    rec, blob = P.torch_pruning_part(config, reference=(ref.arch, ref.state_dict()), data=data)
+    again, _ = P.torch_pruning_part(config, reference=(ref.arch, ref.state_dict()), data=data)
+    assert rec == again and rec["inner_channels"] == {n: b.conv1.out_channels // 2 for n, b in P.blocks(ref).items()}
+    model = P.model_from_blob(blob)
+    assert model.arch["inner_channels"] == rec["inner_channels"]
+    from slimlab.files import CheckpointError
+    with pytest.raises(CheckpointError, match="not a model blob"):
+        P.model_from_blob({"state_dict": {}})
