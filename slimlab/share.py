@@ -12,8 +12,9 @@ Three routes, one section each:
   fine-tuning with the common `fit` gathers the gradients of all weights of a cluster into
   their centroid; an optional mask keeps pruned weights at exactly zero (weight = mask · codebook[index]),
   so the same parametrization serves pruned-then-shared models (notebook 06). `export_shared` writes
-  packed indices plus codebooks to a real file; `huffman_size` measures the index streams coded with
-  the course's canonical Huffman coder (`slimlab.packing`) against the entropy bound.
+  packed indices plus codebooks to a real file (the course's one packed format, `slimlab.packing`);
+  `huffman_size` measures the index streams coded with its canonical Huffman coder against the
+  entropy bound.
   `KMeansPenalty` is the Deep k-Means regulariser: an `extra_loss` for `fit` that pulls every
   weight toward its cluster's mean *before* the clustering.
 * **Hashing** (Chen et al., HashedNets): `HashedLinear` / `HashedConv2d` draw every virtual
@@ -24,7 +25,6 @@ The verdict rules for C9 and C10 live in `slimlab.claims`; this module has no ve
 from __future__ import annotations
 
 import copy
-import json
 import math
 import os
 from dataclasses import asdict, dataclass
@@ -36,9 +36,9 @@ import torch.nn.functional as F
 from torch.nn.utils import parametrize
 
 from .checks import check_choice, check_int, check_model, check_number, check_tensor
-from .files import load_state, read_container, write_container
+from .files import CheckpointError, load_state
 from .models import build, from_arch, weight_layers
-from .packing import huffman_code, pack_bits, unpack_bits
+from .packing import huffman_code, pack_bits
 from .train import TrainConfig
 
 INITS = ("linear", "density", "random")
@@ -231,6 +231,44 @@ def _nearest(values: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(order[pos].astype(np.int64))
 
 
+def _lloyd_update(xs: np.ndarray, cs: np.ndarray, cs2: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """One Lloyd iteration on sorted values `xs` (float64) with their cumulative sums `cs`, `cs2` (of x and
+    x², a leading 0) and the sorted codebook `c`: the new sorted codebook. Each cluster is a run of the
+    sorted values between two midpoints (a value on a midpoint goes to the lower centroid), so its sum and
+    count come from the cumulative sums (O(k log n), not O(n·k))."""
+    ends = np.searchsorted(xs, (c[1:] + c[:-1]) / 2, side="right")     # values <= mid go low
+    ends = np.concatenate([[0], ends, [len(xs)]])
+    counts = ends[1:] - ends[:-1]
+    sums = cs[ends[1:]] - cs[ends[:-1]]
+    new = np.where(counts > 0, sums / np.maximum(counts, 1), c)
+    empty = np.flatnonzero(counts == 0)
+    if len(empty):                       # split the clusters with the largest sum of squares
+        sse = cs2[ends[1:]] - cs2[ends[:-1]] - sums * new
+        donors = [d for d in np.argsort(-sse, kind="stable") if counts[d] >= 2 and xs[ends[d]] < xs[ends[d + 1] - 1]]
+        for e, d in zip(empty, donors):
+            lo, hi = xs[ends[d]], xs[ends[d + 1] - 1]
+            new[e] = lo if new[d] - lo > hi - new[d] else hi
+        new = np.sort(new)
+    return new
+
+
+def lloyd_step(values: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+    """One iteration of `kmeans_1d`'s Lloyd loop from any `codebook`: assign every value to its nearest
+    centroid (a value halfway between two goes to the lower), move each centroid to the mean of its
+    values, and move each centroid left without values to the point farthest from its new centroid in
+    the cluster with the largest sum of squares (the next largest for a second empty one, …; a centroid
+    whose donor cannot be split keeps its place). Returns the new codebook, sorted ascending, float32."""
+    if not isinstance(values, torch.Tensor) or values.numel() == 0:
+        raise TypeError("values must be a non-empty torch.Tensor")
+    if not isinstance(codebook, torch.Tensor) or codebook.dim() != 1 or codebook.numel() == 0:
+        raise TypeError("codebook must be a non-empty 1-D torch.Tensor")
+    xs = np.sort(values.detach().reshape(-1).cpu().double().numpy())
+    cs = np.concatenate([[0.0], np.cumsum(xs)])
+    cs2 = np.concatenate([[0.0], np.cumsum(xs * xs)])
+    c = np.sort(codebook.detach().cpu().double().numpy())
+    return torch.from_numpy(_lloyd_update(xs, cs, cs2, c)).float()
+
+
 LLOYD_ITERS = 1000   # at most this many Lloyd iterations; they stop as soon as the codebook stops changing
 
 
@@ -270,19 +308,7 @@ def kmeans_1d(values: torch.Tensor, bits: int, init: str = "linear", iters: int 
     cs = np.concatenate([[0.0], np.cumsum(xs)])
     cs2 = np.concatenate([[0.0], np.cumsum(xs * xs)])
     for _ in range(iters):
-        ends = np.searchsorted(xs, (c[1:] + c[:-1]) / 2, side="right")     # values <= mid go low
-        ends = np.concatenate([[0], ends, [len(xs)]])
-        counts = ends[1:] - ends[:-1]
-        sums = cs[ends[1:]] - cs[ends[:-1]]
-        new = np.where(counts > 0, sums / np.maximum(counts, 1), c)
-        empty = np.flatnonzero(counts == 0)
-        if len(empty):                       # split the clusters with the largest sum of squares
-            sse = cs2[ends[1:]] - cs2[ends[:-1]] - sums * new
-            donors = [d for d in np.argsort(-sse, kind="stable") if counts[d] >= 2 and xs[ends[d]] < xs[ends[d + 1] - 1]]
-            for e, d in zip(empty, donors):
-                lo, hi = xs[ends[d]], xs[ends[d + 1] - 1]
-                new[e] = lo if new[d] - lo > hi - new[d] else hi
-            new = np.sort(new)
+        new = _lloyd_update(xs, cs, cs2, c)
         if np.array_equal(new, c):
             break
         c = new
@@ -490,83 +516,47 @@ class KMeansPenalty:
                 f"init={self.init!r})")
 
 
-_MAGIC = b"SLIMSHR1"
-
-
 def export_shared(model: nn.Module, path: str | os.PathLike) -> int:
-    """Write `model` to `path`: shared layers as float32 codebook + packed indices, the rest raw.
+    """Write `model` to `path`: shared layers as float32 codebook + packed indices, the rest exactly.
 
-    The file is `slimlab.files`' container (magic, header length, a JSON header, one binary blob; no
-    pickle). A shared layer's chunk is its float32 codebook, then its indices packed at b bits
-    (`packing.pack_bits`), then — only for a masked codebook — its mask packed at 1 bit per weight.
-    An unshared model exports as plain float32 in the same container, the fair baseline. Written
-    atomically; returns the file size in bytes.
+    The file is the course's one packed format (`packing.pack_state`; no pickle). A shared layer is its
+    float32 codebook and its indices packed at b bits (`packing.CodebookGrid`); a masked codebook also
+    stores the positions of its nonzero weights — the cheaper of a 1-bit mask and the gap stream — and
+    indices for those only. Every other weight is raw float32 (with positions only where it has zeros
+    and they make it smaller), every other tensor exact. An unshared model exports as plain float32 in
+    the same format, the fair baseline. Written atomically; returns the file size in bytes.
     """
+    from .models import baked_state_dict
+    from .packing import CodebookGrid, pack_state
     check_model(model)
     arch = getattr(model, "arch", None)
     if not isinstance(arch, dict) or "name" not in arch:
         raise TypeError("model must be a slimlab CIFAR ResNet (with an .arch dict from models.build)")
+    layers = list(weight_layers(model))
     shared = shared_layers(model)
-    entries, chunks, offset = [], [], 0
-
-    def add(entry: dict, data: bytes) -> None:
-        nonlocal offset
-        entry.update(offset=offset, nbytes=len(data))
-        entries.append(entry)
-        chunks.append(data)
-        offset += len(data)
-
-    for key, t in model.state_dict().items():
-        if ".parametrizations." in key:
-            continue
-        t = t.detach().cpu().contiguous()
-        add({"name": key, "kind": "raw", "dtype": str(t.dtype).removeprefix("torch."),
-             "shape": list(t.shape)}, t.numpy().tobytes())
-    for name, p in shared.items():
-        cb = p.codebook.detach().cpu().float().contiguous()
-        packed = pack_bits(p.index, p.bits).numpy().tobytes()
-        entry = {"name": f"{name}.weight", "kind": "kmeans", "bits": p.bits, "entries": len(cb),
-                 "shape": list(p.index.shape), "codebook_bytes": cb.numel() * 4}
-        if p.mask is not None:
-            entry["mask_bytes"] = math.ceil(p.mask.numel() / 8)
-            packed += pack_bits(p.mask.cpu().long(), 1).numpy().tobytes()
-        add(entry, cb.numpy().tobytes() + packed)
-    header = json.dumps({"arch": arch, "tensors": entries}, separators=(",", ":")).encode()
-    p = write_container(path, _MAGIC, header, chunks)
-    return p.stat().st_size
+    grids = {n: CodebookGrid(p.codebook.detach().cpu().float(), p.index.detach().cpu(), p.bits) for n, p in shared.items()}
+    sparse = {n: True if n in shared and shared[n].mask is not None else "auto" for n in layers}
+    return pack_state(path, arch, baked_state_dict(model), layers=layers, sparse=sparse, grids=grids,
+                      meta={"kind": "shared"}).bytes
 
 
 def load_shared(path: str | os.PathLike) -> nn.Module:
     """Read a file from `export_shared` back into a plain model (weights = codebook[index]), eval mode;
-    a low-rank model (from `low_rank`) comes back with the same factored layers."""
-    header, blob = read_container(path, _MAGIC, "slimlab shared-weights file")
+    a low-rank model (from `low_rank`) comes back with the same factored layers. A missing file raises
+    FileNotFoundError; any other file, or a damaged one, `files.CheckpointError` (a ValueError) naming it."""
+    from .packing import model_from, read_packed
+    what = "slimlab shared-weights file"
+    u = read_packed(path, what)
+    model = model_from(u, what)
     try:
-        head = json.loads(header)
-        state = {e["name"]: _read_tensor(e, blob[e["offset"]:e["offset"] + e["nbytes"]]) for e in head["tensors"]}
-        arch = head["arch"]
-        model = from_arch(arch)
-    except (ValueError, KeyError, TypeError) as e:
-        raise ValueError(f"{path} is a damaged slimlab shared-weights file ({type(e).__name__}: {e})") from None
-    for name, r in arch.get("low_rank", {}).items():   # a low-rank model: factor the same layers, same ranks
-        layer = model.get_submodule(name)
-        _set_module(model, name, factorize_conv(layer, r) if isinstance(layer, nn.Conv2d) else factorize_linear(layer, r))
-    model.arch = dict(arch)
-    load_state(model, state, path, "slimlab shared-weights file")
+        for name, r in u.arch.get("low_rank", {}).items():   # a low-rank model: factor the same layers, same ranks
+            layer = model.get_submodule(name)
+            _set_module(model, name, factorize_conv(layer, r) if isinstance(layer, nn.Conv2d) else factorize_linear(layer, r))
+    except (AttributeError, ValueError, TypeError) as e:
+        raise CheckpointError(f"{path} is a damaged {what}: its low-rank record is unusable ({e})") from None
+    model.arch = dict(u.arch)
+    load_state(model, u.state, path, what)
     return model.eval()
-
-
-def _read_tensor(e: dict, data: memoryview) -> torch.Tensor:
-    """One tensor of an `export_shared` file from its header entry `e` and its bytes."""
-    if e["kind"] == "raw":
-        return torch.from_numpy(np.frombuffer(data, dtype=np.dtype(e["dtype"])).copy()).reshape(e["shape"])
-    n, cbn, mbn = math.prod(e["shape"]), e["codebook_bytes"], e.get("mask_bytes", 0)
-    raw = np.frombuffer(data, dtype=np.uint8)
-    cb = torch.from_numpy(raw[:cbn].copy().view(np.float32))
-    w = cb[unpack_bits(torch.from_numpy(raw[cbn:len(raw) - mbn].copy()), e["bits"], n)]
-    if mbn:
-        keep = unpack_bits(torch.from_numpy(raw[len(raw) - mbn:].copy()), 1, n).bool()
-        w = w.masked_fill(~keep, 0.0)
-    return w.reshape(e["shape"])
 
 
 @dataclass(frozen=True)
