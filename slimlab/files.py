@@ -66,12 +66,18 @@ def file_hash(path: str | os.PathLike, algorithm: str = "sha256", chunk: int = 1
     return h.hexdigest()
 
 
+class CheckpointError(ValueError):
+    """A file that is not the slimlab file it should be: damaged, truncated, code in its pickle,
+    not a dict, missing keys, or weights that do not fit the model."""
+
+
 def write_container(path: str | os.PathLike, magic: bytes, header: bytes, chunks: Iterable[bytes] = ()) -> Path:
     """Write slimlab's small binary container atomically: `magic`, the header's length (uint32,
     little-endian), the `header` bytes, then the body `chunks`; return the path.
 
-    The course's model files (k-means shared, quantized, packed) all use this layout, so the bytes on
-    disk are exactly the header plus the payload, with no pickle or zip overhead."""
+    The course's model files (`packing`'s one packed format: quantized, sparse, shared, dense and
+    packed models) use this layout, so the bytes on disk are exactly the header plus the payload, with
+    no pickle or zip overhead."""
     if not (isinstance(magic, bytes) and magic) or not isinstance(header, (bytes, bytearray)):
         raise TypeError("magic must be non-empty bytes and header bytes")
     return atomic_write_bytes(path, [magic, struct.pack("<I", len(header)), bytes(header), *chunks])
@@ -80,26 +86,21 @@ def write_container(path: str | os.PathLike, magic: bytes, header: bytes, chunks
 def read_container(path: str | os.PathLike, magic: bytes, what: str = "slimlab file") -> tuple[bytes, memoryview]:
     """(header bytes, body) of a file written by `write_container` with the same `magic`.
 
-    FileNotFoundError if there is no file; ValueError naming `what` if the magic differs or the file
-    is shorter than its header says."""
+    FileNotFoundError if there is no file; `CheckpointError` (a ValueError) naming the file and `what`
+    if the magic differs or the file is shorter than its header says."""
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"no file at {p}")
     raw = p.read_bytes()
     n = len(magic)
     if not raw.startswith(magic):
-        raise ValueError(f"{p} is not a {what} (bad magic {raw[:n]!r}, expected {magic!r})")
+        raise CheckpointError(f"{p} is not a {what} (bad magic {raw[:n]!r}, expected {magic!r})")
     if len(raw) < n + 4:
-        raise ValueError(f"{p} is truncated (no header length)")
+        raise CheckpointError(f"{p} is not a complete {what}: truncated (no header length)")
     (hlen,) = struct.unpack("<I", raw[n:n + 4])
     if len(raw) < n + 4 + hlen:
-        raise ValueError(f"{p} is truncated (header of {hlen} bytes announced, {len(raw) - n - 4} present)")
+        raise CheckpointError(f"{p} is not a complete {what}: truncated (header of {hlen} bytes announced, {len(raw) - n - 4} present)")
     return raw[n + 4:n + 4 + hlen], memoryview(raw)[n + 4 + hlen:]
-
-
-class CheckpointError(ValueError):
-    """A file that is not the slimlab file it should be: damaged, truncated, code in its pickle,
-    not a dict, missing keys, or weights that do not fit the model."""
 
 
 def load_torch(path: str | os.PathLike, what: str = "slimlab checkpoint", required: Iterable[str] = (),

@@ -8,11 +8,16 @@
   symbol makes a three-symbol code of the same stream, about 1.5 bits per symbol).
 * `gaps_from_mask` / `mask_from_gaps` — positions of the kept weights as a stream of gaps (Deep
   Compression's relative indices), with a filler token for long runs of zeros.
-* `save_packed` / `load_packed` / `PackReport` — the course's one packed-file format for a slimmed
-  model (notebook 06): per weight layer the positions of its nonzero weights (the cheaper, per layer,
-  of a 1-bit mask and the gap stream), their values (raw floats, or a codebook — k-means or a uniform
-  grid — and one index per kept weight), optional canonical Huffman coding of the streams, batch norm
-  folded to a per-channel scale and shift. The size reported is the size of the file on disk.
+* the course's one model-file format. `PackWriter` / `read_packed` (and `pack_state`, a state dict
+  in one call): per weight layer the positions of its nonzero weights (none, or the cheaper of a 1-bit
+  mask and the gap stream), their values (raw floats; a codebook — k-means or a uniform grid,
+  `CodebookGrid` — or an affine integer grid with per-tensor or per-channel scale and zero point,
+  `AffineGrid`; one index per stored weight, optionally canonical-Huffman-coded), batch norm folded
+  to a scale and shift, and any other tensor exactly in its own dtype; a versioned, zlib-compressed JSON
+  header with the architecture, the writer's `meta` record, the data's size and CRC-32. Every slimlab
+  model file is one: `save_packed` / `load_packed` (notebook 06), `quantize.save_quantized`,
+  `prune.save_sparse` / `save_dense`, `share.export_shared`. Loads turn a damaged, truncated or
+  foreign file into one `files.CheckpointError` naming it; the sizes reported are the files' on disk.
 """
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ import math
 import os
 import zlib
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -162,23 +168,65 @@ def mask_from_gaps(tokens: np.ndarray, max_gap: int, n: int) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------
-# the packed file: one format for every slimmed model
+# the packed file: the course's one model-file format
 
-MAGIC = b"SLIMPK1\n"
+MAGIC = b"SLIMPK1\n"   # the container's mark (`files.write_container` layout); the header's "v" is the format version
+FORMAT_VERSION = 2      # 1: the first save_packed files (no "v"); 2: + affine grids, exact tensors of any dtype,
+                        #    a "meta" record, the data's size and CRC-32 (a version-1 file reads as it did)
 POSITION_CODES = ("mask", "gaps")   # how a sparse layer's positions are stored (the cheaper one per layer)
+GAP_CHOICES = (3, 7, 15, 31, 63, 255)   # max_gap of 2-, 3-, 4-, 5-, 6- and 8-bit gap tokens (tried per layer)
 
 
 @dataclass
 class PackReport:
-    """What `save_packed` wrote: total bytes on disk, where they went, and per layer how its positions
-    were stored ('dense': none stored, 'mask': one bit per weight, 'gaps': the gap stream)."""
+    """What a packed file holds: total bytes on disk, where they went, and per weight layer how its
+    positions were stored ('dense': none stored, 'mask': one bit per weight, 'gaps': the gap stream)."""
     path: str
     bytes: int
-    parts: dict[str, int] = field(default_factory=dict)   # header, positions, indices, values, codebooks, tables, floats
+    parts: dict[str, int] = field(default_factory=dict)   # header, positions, indices, values, codebooks, grids, tables, floats, ints
     positions: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class CodebookGrid:
+    """A weight's values as `codebook[index]`: `codebook` (k,) floats and `index`, ints in [0, 2^bits)
+    of the weight's shape (a k-means codebook, `share.Codebook`, or a uniform grid, `uniform_grid`)."""
+    codebook: torch.Tensor
+    index: torch.Tensor
+    bits: int
+
+
+@dataclass(frozen=True)
+class AffineGrid:
+    """A weight's values as `affine_values(codes, scale, zero_point, axis)`: integer `codes` in
+    [qmin, qmin + 2^bits) of the weight's shape; float32 `scale` and integer `zero_point` (None: 0),
+    scalars or one per channel along `axis` (None: per tensor)."""
+    codes: torch.Tensor
+    bits: int
+    qmin: int
+    scale: torch.Tensor
+    zero_point: torch.Tensor | None = None
+    axis: int | None = None
+
+
+def _along(t: torch.Tensor, ndim: int, axis: int | None) -> torch.Tensor:
+    if axis is None or t.dim() == 0:
+        return t
+    shape = [1] * ndim
+    shape[axis] = -1
+    return t.reshape(shape)
+
+
+def affine_values(codes: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor | None,
+                  axis: int | None) -> torch.Tensor:
+    """Float32 (codes - zero_point) * scale, per channel along `axis`: `quantize.dequantize_affine`'s
+    arithmetic, operation for operation, so a stored grid reads back bit for bit."""
+    s = scale.to(torch.float32)
+    z = zero_point.to(torch.float32) if zero_point is not None else torch.zeros_like(s)
+    return (codes.float() - _along(z, codes.dim(), axis)) * _along(s, codes.dim(), axis)
 
 
 def codebooks(model: nn.Module) -> dict[str, tuple[torch.Tensor, torch.Tensor, int]]:
@@ -240,16 +288,318 @@ def _stream_bytes(s: dict) -> int:
     return len(s["data"]) + len(s.get("huff", b""))
 
 
-def position_code(keep: np.ndarray, max_gap: int = 32, entropy: bool = False) -> tuple[str, dict]:
+def position_code(keep: np.ndarray, max_gap: int | Sequence[int] = 32, entropy: bool = False) -> tuple[str, dict]:
     """('mask' | 'gaps', stream) for the flat bool `keep` of one layer: the cheaper of a 1-bit mask
-    (ceil(n/8) bytes) and the gap stream (`gaps_from_mask`, fixed width or Huffman-coded with its table).
+    (ceil(n/8) bytes) and the gap stream (`gaps_from_mask`, fixed width or Huffman-coded with its table;
+    with several `max_gap`s, the cheapest of them, recorded in the stream as 'max_gap').
     At high sparsity gaps win; at low sparsity a run of short gaps costs more than one bit a weight."""
     keep = np.asarray(keep, dtype=bool).reshape(-1)
-    check_int(max_gap, "max_gap", 1)
-    gap_bits = max(1, math.ceil(math.log2(max_gap + 1)))
-    gaps = _coded(gaps_from_mask(keep, max_gap), max_gap + 1, gap_bits, entropy)
-    mask = {"data": np.packbits(keep, bitorder="little").tobytes(), "n": len(keep)}
-    return ("gaps", gaps) if _stream_bytes(gaps) < _stream_bytes(mask) else ("mask", mask)
+    best = ("mask", {"data": np.packbits(keep, bitorder="little").tobytes(), "n": len(keep)})
+    kept = int(keep.sum())
+    for g in (max_gap,) if isinstance(max_gap, int) else max_gap:
+        check_int(g, "max_gap", 1)
+        gap_bits = max(1, math.ceil(math.log2(g + 1)))
+        if not entropy and math.ceil(kept * gap_bits / 8) >= _stream_bytes(best[1]):
+            continue                      # at least one token per kept weight: it cannot win
+        gaps = {**_coded(gaps_from_mask(keep, g), g + 1, gap_bits, entropy), "max_gap": g}
+        if _stream_bytes(gaps) < _stream_bytes(best[1]):
+            best = ("gaps", gaps)
+    return best
+
+
+class PackWriter:
+    """One packed file, built entry by entry and written atomically by `write(path)` -> `PackReport`.
+
+    * `weight(name, w, grid=None, sparse=False, bias=None)` — the weight `w` of layer `name` (stored
+      under `<name>.weight`) and its bias. Positions: with `sparse=True` those of its nonzero weights, as
+      the cheaper of a 1-bit mask and the gap stream (`position_code`), and values for those only;
+      `sparse=False` none (every value stored); `sparse="auto"` whichever of the two is smaller where
+      `w` has zeros (none where it has none). Values: the raw floats (float16 with `half`), or a
+      `CodebookGrid` / `AffineGrid` and one index per stored weight, packed at fixed width or, with
+      `entropy`, Huffman-coded where that is smaller;
+    * `tensor(key, t)` — any tensor exactly, in its own dtype;
+    * `folded_bn(name, scale, shift)` — a batch norm folded to a per-channel scale and shift.
+    `max_gap`: the gap streams' filler token, or several to try per layer (the cheapest is kept).
+    `meta`: a small JSON record of the writer's own (a quantization config, say) that `read_packed` returns.
+    The file: magic, header length, zlib-compressed JSON header (format version, `arch`, `meta`, the
+    entries, the data's size and CRC-32), then the data; `PackReport.bytes` is its size on disk, every
+    byte accounted for in `parts`."""
+
+    def __init__(self, arch: dict, *, meta: dict | None = None, entropy: bool = False, half: bool = False,
+                 max_gap: int | Sequence[int] = 32):
+        if not isinstance(arch, dict) or "name" not in arch:
+            raise TypeError("arch must be a slimlab model's .arch dict (from models.build)")
+        if meta is not None and not isinstance(meta, dict):
+            raise TypeError(f"meta must be a dict or None, got {type(meta).__name__}")
+        for g in (max_gap,) if isinstance(max_gap, int) else max_gap:
+            check_int(g, "max_gap", 1)
+        self.arch, self.meta = dict(arch), dict(meta or {})
+        self.entropy, self.half, self.max_gap = bool(entropy), bool(half), max_gap
+        self._w, self._o, self._chunks, self._offset = [], [], [], 0
+        self.parts: dict[str, int] = {}
+        self.positions: dict[str, str] = {}
+
+    def _add(self, kind: str, data: bytes) -> list[int]:
+        ref = [self._offset, len(data)]
+        self._chunks.append(data)
+        self.parts[kind] = self.parts.get(kind, 0) + len(data)
+        self._offset += len(data)
+        return ref
+
+    def _encode(self, flat: torch.Tensor, shape: list[int], keep: np.ndarray | None, grid) -> tuple[dict, list, int]:
+        """(entry, pending chunks [(dict, key, kind, bytes)], their bytes) of one weight; `keep` None: dense."""
+        e, pending = {"shape": shape, "kept": int(flat.numel() if keep is None else keep.sum())}, []
+
+        def stream(s: dict, kind: str, **extra) -> dict:
+            out = {**extra, **{k: v for k, v in s.items() if k not in ("data", "huff")}}
+            if "huff" in s:
+                pending.append((out, "huff", "tables", s["huff"]))
+            pending.append((out, "data", kind, s["data"]))
+            return out
+
+        def chunk(d: dict, kind: str, data: bytes) -> dict:
+            pending.append((d, "ref", kind, data))
+            return d
+
+        if keep is not None:
+            code, s = position_code(keep, self.max_gap, self.entropy)
+            e["pos"] = stream(s, "positions", code=code)
+        sel = torch.ones(flat.numel(), dtype=torch.bool) if keep is None else torch.from_numpy(keep)
+        if grid is None:
+            data, dt = _floats(flat[sel], self.half)
+            e["values"] = chunk({"dtype": dt}, "values", data)
+        elif isinstance(grid, CodebookGrid):
+            check_int(grid.bits, "bits", 1, 16)
+            data, dt = _floats(grid.codebook.reshape(-1), self.half)
+            e["codebook"] = chunk({"dtype": dt, "bits": grid.bits}, "codebooks", data)
+            idx = grid.index.detach().cpu().reshape(-1)[sel].numpy()
+            e["idx"] = stream(_coded(idx, 2 ** grid.bits, grid.bits, self.entropy), "indices")
+        elif isinstance(grid, AffineGrid):
+            check_int(grid.bits, "bits", 1, 16)
+            scale = grid.scale.detach().cpu().to(torch.float32).contiguous()
+            a = {"bits": grid.bits, "qmin": int(grid.qmin), "axis": grid.axis,
+                 "scale": chunk({"dtype": "<f4", "shape": list(scale.shape)}, "grids", scale.numpy().tobytes())}
+            if grid.zero_point is not None:
+                zp = grid.zero_point.detach().cpu().to(torch.int64).numpy()
+                zp = zp.astype("u1" if zp.size == 0 or (zp.min() >= 0 and zp.max() <= 255) else "<i4")
+                a["zp"] = chunk({"dtype": zp.dtype.str, "shape": list(zp.shape)}, "grids", zp.tobytes())
+            e["affine"] = a
+            codes = grid.codes.detach().cpu().reshape(-1)[sel].to(torch.int64).numpy() - int(grid.qmin)
+            e["idx"] = stream(_coded(codes, 2 ** grid.bits, grid.bits, self.entropy), "indices")
+        else:
+            raise TypeError(f"grid must be None, a CodebookGrid or an AffineGrid, got {type(grid).__name__}")
+        return e, pending, sum(len(p[3]) for p in pending)
+
+    def weight(self, name: str, weight: torch.Tensor, *, grid: CodebookGrid | AffineGrid | None = None,
+               sparse: bool | str = False, bias: torch.Tensor | None = None) -> None:
+        if not isinstance(name, str) or not name:
+            raise TypeError("name must be a layer's name (a non-empty str)")
+        if sparse not in (True, False, "auto"):
+            raise ValueError(f"sparse must be True, False or 'auto', got {sparse!r}")
+        w = weight.detach().cpu().float()
+        flat, shape = w.reshape(-1), list(w.shape)
+        for what, t in (("index", getattr(grid, "index", None)), ("codes", getattr(grid, "codes", None))):
+            if t is not None and list(t.shape) != shape:
+                raise ValueError(f"{name}: the grid's {what} has shape {list(t.shape)}, the weight {shape}")
+        nonzero = (flat != 0).numpy()
+        if sparse is True or (sparse == "auto" and not nonzero.all()):
+            best = self._encode(flat, shape, nonzero, grid)
+            if sparse == "auto" and _zero_where_zero(grid, nonzero):
+                dense = self._encode(flat, shape, None, grid)
+                best = dense if dense[2] <= best[2] else best
+        else:
+            best = self._encode(flat, shape, None, grid)
+        e, pending, _ = best
+        for d, key, kind, data in pending:
+            d[key] = self._add(kind, data)
+        self.positions[name] = e["pos"]["code"] if "pos" in e else "dense"
+        if bias is not None:
+            data, dt = _floats(bias, self.half)
+            e["bias"] = {"ref": self._add("floats", data), "dtype": dt}
+        self._w.append({"name": name, **e})
+
+    def tensor(self, key: str, t: torch.Tensor) -> None:
+        if not isinstance(key, str) or not key or not isinstance(t, torch.Tensor):
+            raise TypeError("tensor(key, t) needs a non-empty str key and a torch.Tensor")
+        t = t.detach().cpu().contiguous()
+        if t.dtype == torch.bfloat16:            # numpy has no bfloat16: float32 holds it exactly
+            t = t.float()
+        arr = t.numpy()
+        kind = "floats" if t.is_floating_point() else "ints"
+        self._o.append({"name": key, "kind": "raw", "ref": self._add(kind, arr.tobytes()), "dtype": arr.dtype.str,
+                        "shape": list(t.shape)})
+
+    def folded_bn(self, name: str, scale: torch.Tensor, shift: torch.Tensor) -> None:
+        data, dt = _floats(torch.cat([scale.reshape(-1), shift.reshape(-1)]), self.half)
+        self._o.append({"name": name, "kind": "bn", "ref": self._add("floats", data), "dtype": dt, "n": scale.numel()})
+
+    def write(self, path: str | os.PathLike) -> PackReport:
+        from .files import write_container
+        crc = 0
+        for c in self._chunks:
+            crc = zlib.crc32(c, crc)
+        head = {"v": FORMAT_VERSION, "arch": self.arch, "meta": self.meta, "w": self._w, "o": self._o,
+                "size": self._offset, "crc": crc}
+        header = zlib.compress(json.dumps(head, separators=(",", ":")).encode(), 9)
+        p = write_container(path, MAGIC, header, self._chunks)
+        parts = {**self.parts, "header": len(MAGIC) + 4 + len(header)}
+        size = p.stat().st_size
+        if size != sum(parts.values()):
+            raise RuntimeError(f"{p}: {size} bytes on disk but {sum(parts.values())} accounted for")
+        return PackReport(str(p), size, parts, dict(self.positions))
+
+
+def _zero_where_zero(grid, nonzero: np.ndarray) -> bool:
+    """Whether `grid`, stored at every position, gives 0 wherever the weight is 0 (raw floats always do)."""
+    zeros = torch.from_numpy(~nonzero)
+    if grid is None or not bool(zeros.any()):
+        return True
+    if isinstance(grid, CodebookGrid):
+        return bool((grid.codebook.reshape(-1)[grid.index.reshape(-1)[zeros].long()] == 0).all())
+    w = affine_values(grid.codes.detach().cpu(), grid.scale.detach().cpu(),
+                      None if grid.zero_point is None else grid.zero_point.detach().cpu(), grid.axis)
+    return bool((w.reshape(-1)[zeros] == 0).all())
+
+
+def pack_state(path: str | os.PathLike, arch: dict, state: dict[str, torch.Tensor], *, layers: Sequence[str] = (),
+               sparse: dict[str, bool | str] | None = None, grids: dict | None = None, meta: dict | None = None,
+               max_gap: int | Sequence[int] = GAP_CHOICES) -> PackReport:
+    """Write the state dict `state` of a model of architecture `arch` as one packed file: the weight
+    (`<layer>.weight`) of each of `layers` as a weight entry (`PackWriter.weight`, with `sparse[layer]`
+    and `grids[layer]`; default dense raw float32), every other tensor exactly in its own dtype."""
+    sparse, grids = dict(sparse or {}), dict(grids or {})
+    keys = {f"{n}.weight": n for n in layers}
+    stray = sorted((set(sparse) | set(grids)) - set(keys.values()))
+    missing = sorted(k for k in keys if k not in state)
+    if stray or missing:
+        raise ValueError(f"pack_state: {'layers not in layers: ' + str(stray) if stray else ''}"
+                         f"{'weights not in state: ' + str(missing) if missing else ''}")
+    w = PackWriter(arch, meta=meta, max_gap=max_gap)
+    for key, t in state.items():
+        if key in keys:
+            w.weight(keys[key], t, grid=grids.get(keys[key]), sparse=sparse.get(keys[key], False))
+        else:
+            w.tensor(key, t)
+    return w.write(path)
+
+
+@dataclass
+class Unpacked:
+    """A packed file read back by `read_packed`."""
+    path: str
+    version: int
+    arch: dict
+    meta: dict
+    state: dict[str, torch.Tensor]   # every tensor by its state-dict key (a folded batch norm: scale, shift as .weight, .bias)
+    folded_bn: list[str]             # the batch norms stored folded
+    positions: dict[str, str]        # per weight layer: 'dense', 'mask' or 'gaps'
+    gap_bits: dict[str, int]         # per gap-coded layer: the tokens' fixed width (0: Huffman-coded)
+
+
+def read_packed(path: str | os.PathLike, what: str = "slimlab packed model") -> Unpacked:
+    """Every tensor of a packed file (any writer's: `save_packed`, `pack_state`, `PackWriter`), decoded.
+
+    FileNotFoundError if there is no file; `files.CheckpointError` (a ValueError) naming the file and
+    `what` it should be for anything else: another file (bad magic), a truncated or damaged one (sizes,
+    CRC-32, zlib, JSON, streams), or one of a newer format version."""
+    from .files import CheckpointError, read_container
+    p = Path(path)
+    header, blob = read_container(p, MAGIC, what)
+    try:
+        head = json.loads(zlib.decompress(header))
+        if not isinstance(head, dict):
+            raise ValueError("its header is not a JSON object")
+        version = head.get("v", 1)
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise ValueError(f"format version {version!r}")
+        if version > FORMAT_VERSION:
+            raise CheckpointError(f"{p} is a {what} of format version {version}; this slimlab reads versions "
+                                  f"up to {FORMAT_VERSION} (update slimlab)")
+        if version >= 2 and len(blob) != head["size"]:
+            raise ValueError(f"truncated or extended: {len(blob)} bytes of data where its header says {head['size']}")
+        if version >= 2 and zlib.crc32(blob) != head["crc"]:
+            raise ValueError("its data fail their CRC-32 check")
+        return _decode(p, version, head, blob)
+    except CheckpointError:
+        raise
+    except (zlib.error, ValueError, KeyError, TypeError, IndexError, RuntimeError, OverflowError) as e:
+        raise CheckpointError(f"{p} is a damaged {what} ({type(e).__name__}: {e})") from None
+
+
+def _decode(p: Path, version: int, head: dict, blob: memoryview) -> Unpacked:
+    def get(ref) -> bytes:
+        start, n = int(ref[0]), int(ref[1])
+        if start < 0 or n < 0 or start + n > len(blob):
+            raise ValueError("a chunk lies outside the data")
+        return bytes(blob[start:start + n])
+
+    arr = lambda d: np.frombuffer(get(d["ref"]), dtype=np.dtype(d["dtype"]))
+    fl = lambda d: torch.from_numpy(arr(d).astype(np.float32))
+
+    def read_stream(s: dict) -> np.ndarray:
+        if "huff" in s:
+            return huffman_decode(np.frombuffer(get(s["huff"]), dtype=np.uint8), get(s["data"]), s["n"])
+        return _unpacked(get(s["data"]), s["bits"], s["n"])
+
+    def read_positions(s: dict, n: int) -> np.ndarray:
+        if s["code"] == "mask":
+            return np.unpackbits(np.frombuffer(get(s["data"]), dtype=np.uint8), count=n, bitorder="little").astype(bool)
+        if s["code"] == "gaps":
+            return mask_from_gaps(read_stream(s), s["max_gap"], n)
+        raise ValueError(f"unknown position code {s['code']!r}")
+
+    state, positions, gap_bits, folded = {}, {}, {}, []
+    for e in head["w"]:
+        name, shape = e["name"], [int(d) for d in e["shape"]]
+        n = math.prod(shape)
+        keep = read_positions(e["pos"], n) if "pos" in e else np.ones(n, bool)
+        if int(keep.sum()) != e["kept"]:
+            raise ValueError(f"{name}: {int(keep.sum())} positions for {e['kept']} values")
+        sel = torch.from_numpy(keep)
+        if "affine" in e:
+            a = e["affine"]
+            scale = torch.from_numpy(arr(a["scale"]).astype(np.float32).reshape(a["scale"]["shape"]))
+            zp = torch.from_numpy(arr(a["zp"]).astype(np.int64).reshape(a["zp"]["shape"])) if "zp" in a else None
+            codes = torch.zeros(shape, dtype=torch.int64)
+            if zp is not None:
+                codes += _along(zp, len(shape), a["axis"])        # unstored positions: the zero point, 0.0
+            codes = codes.reshape(-1)
+            codes[sel] = torch.from_numpy(read_stream(e["idx"])) + int(a["qmin"])
+            w = affine_values(codes.view(shape), scale, zp, a["axis"])
+        else:
+            vals = fl(e["codebook"])[torch.from_numpy(read_stream(e["idx"]))] if "codebook" in e else fl(e["values"])
+            w = torch.zeros(n)
+            w[sel] = vals
+            w = w.view(shape)
+        state[f"{name}.weight"] = w
+        if "bias" in e:
+            state[f"{name}.bias"] = fl(e["bias"])
+        positions[name] = e["pos"]["code"] if "pos" in e else "dense"
+        if positions[name] == "gaps":
+            gap_bits[name] = int(e["pos"].get("bits", 0))
+    for o in head["o"]:
+        if o["kind"] == "bn":
+            v, nf = fl(o), int(o["n"])
+            if len(v) != 2 * nf:
+                raise ValueError(f"{o['name']}: {len(v)} floats for {nf} channels' scale and shift")
+            state[f"{o['name']}.weight"], state[f"{o['name']}.bias"] = v[:nf], v[nf:]
+            folded.append(o["name"])
+        elif o["kind"] == "raw":
+            t = torch.from_numpy(arr(o).copy()).reshape([int(d) for d in o["shape"]])
+            state[o["name"]] = t.float() if t.dtype == torch.float16 else t
+        else:
+            raise ValueError(f"unknown entry kind {o['kind']!r}")
+    return Unpacked(str(p), version, head["arch"], dict(head.get("meta") or {}), state, folded, positions, gap_bits)
+
+
+def model_from(unpacked: Unpacked, what: str = "slimlab packed model") -> nn.Module:
+    """`models.from_arch` of a packed file's architecture (untrained), or a `CheckpointError` naming the file."""
+    from .files import CheckpointError
+    from .models import from_arch
+    try:
+        return from_arch(unpacked.arch)
+    except (ValueError, TypeError, KeyError) as e:
+        raise CheckpointError(f"{unpacked.path} is a damaged {what}: its architecture is unusable ({e})") from None
 
 
 def save_packed(model: nn.Module, path: str | os.PathLike, *, sparse: bool = True, value_bits: int | None = None,
@@ -266,10 +616,10 @@ def save_packed(model: nn.Module, path: str | os.PathLike, *, sparse: bool = Tru
       * `entropy=True`: gap and index streams Huffman-coded (code lengths stored) where that is smaller
         than the fixed width, else packed at fixed width.
     Batch norm is stored folded to a per-channel scale and shift; biases, codebooks, scales and shifts in
-    float16 with `half`, else float32. Written atomically (magic, header length, zlib-compressed JSON
-    header, one blob); `PackReport.bytes` is the file's size on disk, every byte accounted for in `parts`.
+    float16 with `half`, else float32. Written atomically by `PackWriter` (magic, header length,
+    zlib-compressed JSON header, one blob); `PackReport.bytes` is the file's size on disk, every byte
+    accounted for in `parts`.
     """
-    from .files import write_container
     from .models import baked_copy, weight_layers
     check_model(model)
     arch = getattr(model, "arch", None)
@@ -280,121 +630,47 @@ def save_packed(model: nn.Module, path: str | os.PathLike, *, sparse: bool = Tru
     check_int(max_gap, "max_gap", 1)
     shared = codebooks(model)
     plain = baked_copy(model).cpu().float().eval()
-    entries, chunks, parts, positions, offset = [], [], {}, {}, 0
-
-    def add(kind: str, data: bytes) -> list[int]:
-        nonlocal offset
-        ref = [offset, len(data)]
-        chunks.append(data)
-        parts[kind] = parts.get(kind, 0) + len(data)
-        offset += len(data)
-        return ref
-
-    def put(s: dict, kind: str) -> dict:
-        out = {k: v for k, v in s.items() if k not in ("data", "huff")}
-        if "huff" in s:
-            out["huff"] = add("tables", s["huff"])
-        out["data"] = add(kind, s["data"])
-        return out
-
+    out = PackWriter(arch, meta={"kind": "packed"}, entropy=entropy, half=half, max_gap=max_gap)
     for name, layer in weight_layers(plain).items():
         w = layer.weight.detach()
         flat = w.reshape(-1)
-        keep = (flat != 0).numpy() if sparse else np.ones(flat.numel(), dtype=bool)
-        e = {"name": name, "shape": list(w.shape), "kept": int(keep.sum())}
-        if sparse:
-            code, s = position_code(keep, max_gap, entropy)
-            e["pos"] = {"code": code, "max_gap": max_gap, **put(s, "positions")}
-            positions[name] = code
-        else:
-            positions[name] = "dense"
-        kept = flat[torch.from_numpy(keep)]
+        grid = None
         if name in shared:
             cb, idx, bits = shared[name]
             if not sparse and not bool((flat != 0).all()):
                 raise ValueError(f"{name} is shared and has zero (pruned) weights: save it with sparse=True")
-            idx = idx.reshape(-1)[torch.from_numpy(keep)].numpy()
-        elif value_bits is not None and len(kept):
-            cb, idx = uniform_grid(kept, value_bits)
-            bits, idx = value_bits, idx.numpy()
-        else:
-            cb = None
-        if cb is not None:
-            data, dt = _floats(cb, half)
-            e["codebook"] = {"ref": add("codebooks", data), "dtype": dt, "bits": bits}
-            e["idx"] = put(_coded(idx.reshape(-1), 2 ** bits, bits, entropy), "indices")
-        else:
-            data, dt = _floats(kept, half)
-            e["values"] = {"ref": add("values", data), "dtype": dt}
-        if layer.bias is not None:
-            data, dt = _floats(layer.bias, half)
-            e["bias"] = {"ref": add("floats", data), "dtype": dt}
-        entries.append(e)
-    others = []
+            grid = CodebookGrid(cb, idx, bits)
+        elif value_bits is not None:
+            keep = flat != 0 if sparse else torch.ones_like(flat, dtype=torch.bool)
+            if bool(keep.any()):
+                cb, idx = uniform_grid(flat[keep], value_bits)
+                index = torch.zeros(flat.numel(), dtype=torch.int64)
+                index[keep] = idx
+                grid = CodebookGrid(cb, index.view(w.shape), value_bits)
+        out.weight(name, w, grid=grid, sparse=sparse, bias=layer.bias)
     for name, mod in plain.named_modules():
         if isinstance(mod, nn.BatchNorm2d):
             scale = mod.weight.detach() / torch.sqrt(mod.running_var + mod.eps)
-            shift = mod.bias.detach() - mod.running_mean * scale
-            data, dt = _floats(torch.cat([scale, shift]), half)
-            others.append({"name": name, "kind": "bn", "ref": add("floats", data), "dtype": dt,
-                           "n": mod.num_features})
+            out.folded_bn(name, scale, mod.bias.detach() - mod.running_mean * scale)
         elif not isinstance(mod, (nn.Conv2d, nn.Linear)):
             for k, t in list(mod.named_parameters(recurse=False)) + list(mod.named_buffers(recurse=False)):
-                data, dt = _floats(t, False)
-                others.append({"name": f"{name}.{k}" if name else k, "kind": "raw", "ref": add("floats", data),
-                               "dtype": dt, "shape": list(t.shape)})
-    header = zlib.compress(json.dumps({"arch": arch, "w": entries, "o": others}, separators=(",", ":")).encode(), 9)
-    p = write_container(path, MAGIC, header, chunks)
-    parts["header"] = len(MAGIC) + 4 + len(header)
-    size = p.stat().st_size
-    if size != sum(parts.values()):
-        raise RuntimeError(f"{p}: {size} bytes on disk but {sum(parts.values())} accounted for")
-    return PackReport(str(p), size, parts, positions)
+                out.tensor(f"{name}.{k}" if name else k, t)
+    return out.write(path)
 
 
 def load_packed(path: str | os.PathLike) -> nn.Module:
-    """The model saved by `save_packed`, as a plain float32 model (eval mode, CPU); needs nothing but the file."""
-    from .files import read_container
-    from .models import from_arch
-    header, blob = read_container(path, MAGIC, "slimlab packed model")
-    try:
-        head = json.loads(zlib.decompress(header))
-    except (zlib.error, ValueError) as e:
-        raise ValueError(f"{path}: damaged header of a slimlab packed model ({e})") from None
-    get = lambda ref: bytes(blob[ref[0]:ref[0] + ref[1]])
-    fl = lambda d: torch.from_numpy(np.frombuffer(get(d["ref"]), dtype=np.dtype(d["dtype"])).astype(np.float32))
-
-    def read_stream(s: dict) -> np.ndarray:
-        if "huff" in s:
-            return huffman_decode(np.frombuffer(get(s["huff"]), dtype=np.uint8), get(s["data"]), s["n"])
-        return _unpacked(get(s["data"]), s["bits"], s["n"])
-
-    def read_positions(s: dict, n: int) -> np.ndarray:
-        if s["code"] == "mask":
-            return np.unpackbits(np.frombuffer(get(s["data"]), dtype=np.uint8), count=n, bitorder="little").astype(bool)
-        return mask_from_gaps(read_stream(s), s["max_gap"], n)
-
-    model = from_arch(head["arch"])
-    mods = dict(model.named_modules())
-    with torch.no_grad():
-        for e in head["w"]:
-            n = math.prod(e["shape"])
-            keep = read_positions(e["pos"], n) if "pos" in e else np.ones(n, bool)
-            vals = fl(e["codebook"])[torch.from_numpy(read_stream(e["idx"]))] if "codebook" in e else fl(e["values"])
-            w = torch.zeros(n)
-            w[torch.from_numpy(keep)] = vals
-            layer = mods[e["name"]]
-            layer.weight.copy_(w.view(e["shape"]))
-            if "bias" in e:
-                layer.bias.copy_(fl(e["bias"]))
-        for o in head["o"]:
-            if o["kind"] == "bn":
-                bn, v = mods[o["name"]], fl(o)
-                bn.weight.copy_(v[:o["n"]])
-                bn.bias.copy_(v[o["n"]:])
-                bn.running_mean.zero_()
-                bn.running_var.fill_(1.0 - bn.eps)       # (x - 0) / sqrt(1 - eps + eps) = x
-            else:
-                mod_name, _, k = o["name"].rpartition(".")
-                getattr(mods[mod_name], k).copy_(fl(o).view(o["shape"]))
-    return model.eval()
+    """The model saved by `save_packed`, as a plain float32 model (eval mode, CPU); needs nothing but the file.
+    Any other file, or a damaged one, raises `files.CheckpointError` naming it."""
+    from .files import CheckpointError, load_state
+    what = "slimlab packed model"
+    u = read_packed(path, what)
+    model = model_from(u, what)
+    state = model.state_dict()
+    for name in u.folded_bn:
+        bn = dict(model.named_modules()).get(name)
+        if not isinstance(bn, nn.BatchNorm2d):
+            raise CheckpointError(f"{path} is a damaged {what}: {name!r} is not a batch norm of {u.arch['name']}")
+        state[f"{name}.running_mean"] = torch.zeros_like(bn.running_mean)
+        state[f"{name}.running_var"] = torch.full_like(bn.running_var, 1.0 - bn.eps)   # (x - 0) / sqrt(1 - eps + eps) = x
+    state.update(u.state)
+    return load_state(model, state, path, what).eval()

@@ -14,7 +14,7 @@ Layers of this module, from the bottom up:
 * models — `bn_pairs` / `fold_bn`, `QuantConfig`, `quantize_model` (PTQ), `calibrate`; QAT is
   `train.fit` on the result (no second loop). A pruned model keeps its masks;
 * storage — `save_quantized` / `load_quantized` (packed integer weights plus scales and zero-points,
-  in `files.write_container`'s container);
+  in the course's one packed format, `slimlab.packing`);
 * claim C5 — `LowPrecisionStorage`, an `on_step` hook that keeps weights on a b-bit grid during
   training (round-to-nearest or stochastic) and records |update| / step.
 
@@ -24,10 +24,8 @@ Units: sizes in bytes, widths in bits.
 from __future__ import annotations
 
 import copy
-import json
 import os
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -35,14 +33,12 @@ import torch.nn as nn
 import torch.nn.utils.parametrize as parametrize
 
 from .checks import check_choice, check_int, check_model, check_number, check_tensor
-from .files import read_container, write_container
-from .models import BasicBlock, CifarResNet, from_arch, weight_layers
-from .packing import pack_bits, unpack_bits
+from .files import CheckpointError, load_state
+from .models import BasicBlock, CifarResNet, weight_layers
 
 GRANULARITIES = ("per_tensor", "per_channel")
 CALIBRATORS = ("minmax", "percentile", "mse")
 ROUNDINGS = ("nearest", "stochastic")
-FILE_MAGIC = b"SLQ1"
 
 # --------------------------------------------------------------------------- validation helpers
 
@@ -592,40 +588,28 @@ def weight_bits(model: nn.Module) -> dict[str, int]:
 # --------------------------------------------------------------------------- the quantized file
 
 
-_NP = {torch.float32: "<f4", torch.int32: "<i4", torch.int64: "<i8", torch.uint8: "u1", torch.bool: "?"}
-
-
 def save_quantized(model: nn.Module, path: str | os.PathLike) -> int:
     """Write a fake-quantized model (from `quantize_model`) as a real file; returns bytes on disk.
 
-    Each quantized weight is stored as packed integer codes (`bits` per weight) plus its float32 scales
-    and (asymmetric only) zero-points; every other tensor (biases, activation ranges, buffers) as
-    float32. A pruned weight is quantized as the mask leaves it (its zeros are code zero-point, so they
-    stay exactly 0) and the mask itself is not stored. A model without quantizers gives the plain fp32
-    baseline in the same container. The model must be a slimlab ResNet (its `.arch` is recorded)."""
+    The file is the course's one packed format (`packing.pack_state`): each quantized weight as its
+    integer codes packed at `bits` per weight (`packing.AffineGrid`) plus its float32 scales and
+    (asymmetric only) zero-points, per tensor or per output channel; every other tensor (biases,
+    activation ranges, buffers) exactly. A pruned weight (zeros entering its quantizer) is quantized as
+    the mask leaves it (its zeros are the zero-point's code, so they stay exactly 0) and stores the
+    positions of its nonzero codes — the cheaper of a 1-bit mask and the gap stream — and codes for those
+    only, where that is smaller than every code. A model without quantizers gives the plain fp32
+    baseline in the same format. The model must be a slimlab ResNet (its `.arch` is recorded).
+    Written atomically."""
+    from .models import baked_state_dict
+    from .packing import AffineGrid, pack_state
     check_model(model)
     cfg = getattr(model, "quant_config", None)
     arch = getattr(model, "arch", None)
     if not isinstance(arch, dict) or "name" not in arch:
         raise ValueError("save_quantized needs a slimlab ResNet (with .arch), so that load_quantized can rebuild it")
-    blobs, offset, tensors, qweights = [], 0, [], []
-
-    def put(t: torch.Tensor) -> dict:
-        nonlocal offset
-        t = t.detach().cpu().contiguous()
-        if t.dtype not in _NP:
-            t = t.float()
-        raw = t.numpy().astype(_NP[t.dtype]).tobytes()
-        blobs.append(raw)
-        ref = {"offset": offset, "nbytes": len(raw), "dtype": str(t.dtype).removeprefix("torch."),
-               "shape": list(t.shape)}
-        offset += len(raw)
-        return ref
-
-    skip = []
-    for name, mod in model.named_modules():
-        if parametrize.is_parametrized(mod, "weight"):
-            skip.append(f"{name}.parametrizations.weight.")    # original, masks: replaced by codes or baked
+    state = baked_state_dict(model)
+    grids, sparse = {}, {}
+    for name, mod in weight_layers(model).items():
         fq = _weight_quantizer(mod)
         if fq is None:
             continue
@@ -633,66 +617,39 @@ def save_quantized(model: nn.Module, path: str | os.PathLike) -> int:
         w = w.detach().cpu().float().contiguous()
         scale, zp, axis = p.qparams(w)
         q = quantize_affine(w, scale, zp, p.bits, p.symmetric, axis)
-        qmin, _ = qrange(p.bits, p.symmetric)
-        entry = {"name": f"{name}.weight", "bits": p.bits, "symmetric": p.symmetric, "axis": axis,
-                 "shape": list(w.shape), "codes": put(pack_bits(q.to(torch.int64) - qmin, p.bits)),
-                 "scale": put(scale.float())}
-        if not p.symmetric:
-            entry["zero_point"] = put(zp.to(torch.uint8 if p.bits <= 8 else torch.int32))
-        qweights.append(entry)
-    quantized = {e["name"] for e in qweights}
-    state = {k: v for k, v in model.state_dict().items() if not any(k.startswith(s) for s in skip)}
-    for name, mod in model.named_modules():                      # other parametrized weights: baked
-        if parametrize.is_parametrized(mod, "weight") and f"{name}.weight" not in quantized:
-            state[f"{name}.weight"] = mod.weight
-    for key, t in state.items():
-        tensors.append({"name": key, **put(t)})
+        grids[name] = AffineGrid(q, p.bits, qrange(p.bits, p.symmetric)[0], scale.float(),
+                                 None if p.symmetric else zp, axis)
+        state[f"{name}.weight"] = dequantize_affine(q, scale, zp, axis)     # what the file reads back
+        if not bool((w != 0).all()):
+            sparse[name] = "auto"
     folded = not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
-    header = json.dumps({"format": FILE_MAGIC.decode(), "arch": arch, "bn_folded": folded,
-                         "config": asdict(cfg) if cfg is not None else None,
-                         "tensors": tensors, "qweights": qweights}, separators=(",", ":")).encode()
-    p = Path(path)
-    write_container(p, FILE_MAGIC, header, blobs)
-    return p.stat().st_size
+    meta = {"kind": "quantized", "bn_folded": folded, "config": asdict(cfg) if cfg is not None else None}
+    return pack_state(path, arch, state, layers=list(weight_layers(model)), sparse=sparse, grids=grids,
+                      meta=meta).bytes
 
 
 def load_quantized(path: str | os.PathLike) -> nn.Module:
     """Rebuild a working model (eval mode, CPU) from a `save_quantized` file: the architecture is
     rebuilt with `models.from_arch`, weights are dequantized from their packed codes (plain tensors,
-    no parametrizations), activation quantizers carry their saved ranges."""
-    p = Path(path)
-    header, body = read_container(p, FILE_MAGIC, "slimlab quantized file")
+    no parametrizations), activation quantizers carry their saved ranges. A missing file raises
+    FileNotFoundError; any other file, or a damaged one, `files.CheckpointError` (a ValueError) naming it."""
+    from .packing import model_from, read_packed
+    what = "slimlab quantized file"
+    u = read_packed(path, what)
+    model = model_from(u, what)
+    c = u.meta.get("config")
     try:
-        head = json.loads(header)
-        arch = head["arch"]
-    except (ValueError, KeyError, TypeError):
-        raise ValueError(f"{p} is not a slimlab quantized file (its header is not readable)") from None
-    if not isinstance(arch, dict) or "name" not in arch:
-        raise ValueError(f"{p} has no architecture record; only slimlab.models networks can be reloaded")
-
-    def get(ref) -> torch.Tensor:
-        dt = getattr(torch, ref["dtype"])
-        arr = np.frombuffer(body[ref["offset"]:ref["offset"] + ref["nbytes"]], dtype=_NP[dt])
-        return torch.from_numpy(arr.copy()).reshape(ref["shape"])
-
-    model = from_arch(arch)
-    c = head["config"]
-    cfg = QuantConfig(**{**c, "layers": tuple(c["layers"]) if c["layers"] is not None else None}) if c else None
-    model = fold_bn(model) if head.get("bn_folded") else model.eval()
-    if cfg is not None:
-        model = _wrap(model, cfg, weights=False)
-    state = {t["name"]: get(t) for t in head["tensors"]}
-    for e in head["qweights"]:
-        n = int(np.prod(e["shape"]))
-        qmin, _ = qrange(e["bits"], e["symmetric"])
-        codes = (unpack_bits(get(e["codes"]), e["bits"], n) + qmin).reshape(e["shape"])
-        zp = get(e["zero_point"]).to(torch.int32) if "zero_point" in e else \
-            torch.zeros(e["scale"]["shape"], dtype=torch.int32)
-        state[e["name"]] = dequantize_affine(codes, get(e["scale"]), zp, e["axis"])
-    model.load_state_dict(state, strict=True)
+        cfg = QuantConfig(**{**c, "layers": tuple(c["layers"]) if c["layers"] is not None else None}) if c else None
+        model = fold_bn(model) if u.meta.get("bn_folded") else model.eval()
+        if cfg is not None:
+            cfg.validate()
+            model = _wrap(model, cfg, weights=False)
+    except (ValueError, TypeError, KeyError) as e:
+        raise CheckpointError(f"{path} is a damaged {what}: its quantization record is unusable ({e})") from None
+    load_state(model, u.state, path, what)
     for a in model.modules():
         if isinstance(a, ActFakeQuant) and not bool(a.calibrated):
-            raise ValueError(f"{p}: an activation quantizer has no saved range")
+            raise CheckpointError(f"{path}: an activation quantizer has no saved range")
     return model.eval()
 
 

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from slimlab import quantize as Q
+from slimlab.files import CheckpointError
 from slimlab.models import build, weight_layers
 from slimlab.packing import pack_bits, unpack_bits
 
@@ -410,28 +411,47 @@ def test_saved_file_reloads_exactly(tiny, tmp_path, bits, symmetric):
     Q.save_quantized(qm, path)
     loaded = Q.load_quantized(path)
     xf = to_float(x)
-    with torch.no_grad():
-        torch.testing.assert_close(loaded(xf), qm(xf), atol=1e-5, rtol=1e-5)
+    with torch.no_grad():                          # the same predictions, bit for bit
+        torch.testing.assert_close(loaded(xf), qm(xf), atol=0, rtol=0)
     for name in weight_layers(qm):                 # weights reloaded exactly equal the fake-quantized ones
         if name.endswith(".layer"):
             torch.testing.assert_close(loaded.get_submodule(name).weight, qm.get_submodule(name).weight,
                                        atol=0, rtol=0)
+    acts = lambda m: [(n, a.scale.item(), a.zero_point.item()) for n, a in m.named_modules() if isinstance(a, Q.ActFakeQuant)]
+    assert acts(loaded) == acts(qm) and acts(qm)   # the activation quantizers and their ranges come back
 
 
-def test_file_size_is_header_plus_payload(tiny, tmp_path):
-    """Weight-only b-bit file: magic + length + header + ceil(n b / 8) codes and 4 B per scale per layer
-    + 4 B per element of every other tensor; nothing else."""
+def _other_bytes(qm) -> int:
+    """Bytes of every tensor of `qm` but the quantized weights, each at its own item size."""
+    return sum(v.numel() * v.element_size() for k, v in qm.state_dict().items() if ".parametrizations." not in k)
+
+
+@pytest.mark.parametrize("granularity,symmetric", [("per_channel", True), ("per_tensor", True), ("per_channel", False)])
+def test_file_size_is_header_plus_payload(tiny, tmp_path, granularity, symmetric):
+    """Weight-only b-bit file: 8 B magic + 4 B header length + header + ceil(n b / 8) codes per layer,
+    4 B per scale and (asymmetric) 1 B per zero point, one per output channel or one per layer, + every
+    other tensor at its own item size; nothing else."""
     import struct
     model, _ = tiny
     for bits in (8, 4, 3):
-        qm = Q.quantize_model(model, Q.QuantConfig(bits=bits, act_bits=None))
+        qm = Q.quantize_model(model, Q.QuantConfig(bits=bits, granularity=granularity, symmetric=symmetric,
+                                                   act_bits=None))
         n = Q.save_quantized(qm, tmp_path / f"{bits}.slq")
         raw = (tmp_path / f"{bits}.slq").read_bytes()
-        hlen = struct.unpack("<I", raw[4:8])[0]
-        layers = weight_layers(qm)
-        payload = sum(math.ceil(m.weight.numel() * bits / 8) + 4 * m.weight.shape[0] for m in layers.values())
-        others = sum(v.numel() for k, v in qm.state_dict().items() if ".parametrizations." not in k)
-        assert n == len(raw) == 8 + hlen + payload + 4 * others
+        hlen = struct.unpack("<I", raw[8:12])[0]
+        per = lambda m: m.weight.shape[0] if granularity == "per_channel" else 1
+        payload = sum(math.ceil(m.weight.numel() * bits / 8) + (4 + (not symmetric)) * per(m)
+                      for m in weight_layers(qm).values())
+        assert n == len(raw) == 12 + hlen + payload + _other_bytes(qm)
+        assert hlen < 2048                                         # the compressed header
+
+
+def _positions_bytes(keep: torch.Tensor, code: str, gap_bits: int) -> int:
+    """What the format stores for `keep`'s positions: a 1-bit mask, or b-bit gap tokens."""
+    from slimlab.packing import gaps_from_mask
+    if code == "mask":
+        return math.ceil(keep.numel() / 8)
+    return math.ceil(len(gaps_from_mask(keep.reshape(-1).numpy(), 2 ** gap_bits - 1)) * gap_bits / 8)
 
 
 def test_prune_quantize_save_load_round_trip(tiny, tmp_path):
@@ -443,15 +463,31 @@ def test_prune_quantize_save_load_round_trip(tiny, tmp_path):
     qm = Q.quantize_model(pruned, Q.QuantConfig(bits=4, act_bits=8), x)
     for name, mask in masks.items():                             # masks kept under the quantizer
         assert bool((qm.get_submodule(name + ".layer").weight[~mask] == 0).all())
-    Q.save_quantized(qm, tmp_path / "pq.slq")
+    n = Q.save_quantized(qm, tmp_path / "pq.slq")
     loaded = Q.load_quantized(tmp_path / "pq.slq")
     xf = to_float(x)
     with torch.no_grad():
-        torch.testing.assert_close(loaded(xf), qm(xf), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(loaded(xf), qm(xf), atol=0, rtol=0)
     for name, mask in masks.items():
         w = loaded.get_submodule(name + ".layer").weight
         assert bool((w[~mask] == 0).all())
         torch.testing.assert_close(w, qm.get_submodule(name + ".layer").weight, atol=0, rtol=0)
+    # the file: positions of the nonzero codes where cheaper than every code, codes for those only
+    from slimlab.packing import read_packed
+    u = read_packed(tmp_path / "pq.slq")
+    assert u.meta["kind"] == "quantized" and u.meta["config"]["bits"] == 4
+    payload = 0
+    for name, m in weight_layers(qm).items():
+        w = loaded.get_submodule(name).weight.detach()
+        kept, code = int((w != 0).sum()), u.positions[name]
+        codes = math.ceil(w.numel() * 4 / 8) if code == "dense" else \
+            _positions_bytes(w != 0, code, u.gap_bits.get(name, 0)) + math.ceil(kept * 4 / 8)
+        assert codes <= math.ceil(w.numel() * 4 / 8)                # never more than the dense codes
+        payload += codes + 4 * w.shape[0]                          # + a float32 scale per output channel
+    assert set(u.positions.values()) - {"dense"}                   # 60% zeros: positions pay for themselves
+    raw = (tmp_path / "pq.slq").read_bytes()
+    assert n == len(raw) == 12 + int.from_bytes(raw[8:12], "little") + payload + _other_bytes(qm)
+    assert n < Q.save_quantized(Q.quantize_model(model, Q.QuantConfig(bits=4, act_bits=8), x), tmp_path / "q.slq")
     f = Q.fold_bn(pruned)                                         # folding keeps the masks too
     assert prune.get_masks(f).keys() == masks.keys()
     with torch.no_grad():
@@ -576,5 +612,21 @@ def test_bad_model_and_config(tiny, tmp_path):
         Q.load_quantized(tmp_path / "missing.slq")
     bad = tmp_path / "bad.slq"
     bad.write_bytes(b"NOPE0000")
-    with pytest.raises(ValueError, match="not a slimlab quantized file"):
+    with pytest.raises(CheckpointError, match="bad.slq is not a slimlab quantized file"):
         Q.load_quantized(bad)
+
+
+def test_truncated_damaged_or_foreign_files_raise_one_clear_error(tiny, tmp_path):
+    model, x = tiny
+    Q.save_quantized(Q.quantize_model(model, Q.QuantConfig(bits=4), x), tmp_path / "ok.slq")
+    raw = (tmp_path / "ok.slq").read_bytes()
+    flipped = bytearray(raw)
+    flipped[len(raw) // 2] ^= 1
+    torch.save(model.state_dict(), tmp_path / "torch.slq")
+    cases = {"cut.slq": raw[:len(raw) // 2], "short.slq": raw[:10], "tail.slq": raw[:-1], "flip.slq": bytes(flipped),
+             "old.slq": b"SLQ1" + raw[8:]}
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+    for name in [*cases, "torch.slq"]:
+        with pytest.raises(CheckpointError, match=rf"{name} (is not a|is a damaged) .*slimlab quantized file"):
+            Q.load_quantized(tmp_path / name)
