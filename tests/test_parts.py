@@ -482,3 +482,14 @@ def test_03_torch_pruning_part_and_model_blobs(tmp_path):
     from slimlab.files import CheckpointError
     with pytest.raises(CheckpointError, match="not a model blob"):
         P.model_from_blob({"state_dict": {}})
+
+
+def test_03_part_functions_pickle_for_a_process_or_dask_worker():
+    import functools
+    import pickle
+    from slimlab import prune as P
+    from slimlab.cluster import WorkerData
+    ref = WorkerData("0" * 64)
+    for fn in (P.oneshot_part, P.finetune_part, P.channels_part, P.trim_part, P.torch_pruning_part):
+        part = pickle.loads(pickle.dumps(functools.partial(fn, reference="resnet20", data=ref)))
+        assert part.func is fn and part.keywords == {"reference": "resnet20", "data": ref}
