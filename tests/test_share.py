@@ -403,13 +403,24 @@ def test_pack_unpack_round_trip(bits):
         idx = torch.randint(0, 2 ** bits, (n,), generator=g)
         packed = S.pack_bits(idx, bits)
         assert packed.dtype == torch.uint8 and packed.numel() == math.ceil(n * bits / 8)
-        assert_close(S.unpack_bits(packed, bits, n), idx, atol=0, rtol=0)
+        assert_close(packing.unpack_bits(packed, bits, n), idx, atol=0, rtol=0)
 
 
 def test_pack_bits_by_hand():
     # 1 -> bits (1,0), 2 -> (0,1), 3 -> (1,1): stream 1,0,0,1,1,1 = 1 + 8 + 16 + 32
     assert S.pack_bits(torch.tensor([1, 2, 3]), 2).tolist() == [57]
     assert S.pack_bits(torch.tensor([0x1FF]), 9).tolist() == [0xFF, 0x01]
+
+
+def _header_bytes(path) -> int:
+    """8 B magic + 4 B header length + the header a packed file announces."""
+    return 12 + int.from_bytes(path.read_bytes()[8:12], "little")
+
+
+def _other_bytes(model, skip) -> int:
+    """Bytes of every tensor of `model`'s state dict but the weights of `skip`, each at its own item size."""
+    keys = {f"{n}.weight" for n in skip}
+    return sum(v.numel() * v.element_size() for k, v in models.baked_state_dict(model).items() if k not in keys)
 
 
 def test_export_round_trip_and_sizes(tmp_path):
@@ -427,42 +438,75 @@ def test_export_round_trip_and_sizes(tmp_path):
     plain = S.load_shared(tmp_path / "p.bin")
     for k, v in m.state_dict().items():
         assert_close(plain.state_dict()[k], v, atol=0, rtol=0)
-    weights = sum(p.index.numel() for p in S.shared_layers(sm).values())
+    # what the format costs: per shared layer a float32 codebook and 3-bit indices; the rest at item size
+    shared = S.shared_layers(sm)
+    cost = sum(4 * p.codebook.numel() + math.ceil(p.index.numel() * 3 / 8) for p in shared.values())
+    assert n_shared == _header_bytes(tmp_path / "s.bin") + cost + _other_bytes(sm, shared)
+    assert n_plain == _header_bytes(tmp_path / "p.bin") + _other_bytes(m, ())
+    weights = sum(p.index.numel() for p in shared.values())
     assert n_plain - n_shared > weights * 4 * 0.8 - weights * 3 / 8  # fp32 -> 3-bit indices
     assert not list(tmp_path.glob("*.tmp"))
 
 
-def test_masked_codebook_file_round_trip(tmp_path):
+@pytest.mark.parametrize("keep_frac", [0.5, 0.1])
+def test_masked_codebook_file_round_trip(tmp_path, keep_frac):
     from torch.nn.utils import parametrize
     torch.manual_seed(14)
     m = models.build("resnet8", width=0.25).eval()
     for name, layer in models.weight_layers(m).items():
         w = layer.weight.detach()
-        mask = w.abs() > w.abs().median()
+        mask = w.abs() > w.abs().quantile(1 - keep_frac)
         cb, idx = S.kmeans_1d(w[mask], 2)
         index = torch.zeros(w.shape, dtype=torch.long)
         index[mask] = idx
         parametrize.register_parametrization(layer, "weight", S.Codebook(cb, index, 2, grad="mean", mask=mask))
     n_masked = S.export_shared(m, tmp_path / "m.shr")
     back = S.load_shared(tmp_path / "m.shr")
-    for name, p in S.shared_layers(m).items():
+    x = torch.rand(2, 3, 32, 32)
+    assert_close(back(x), m(x), atol=0, rtol=0)
+    shared = S.shared_layers(m)
+    for name, p in shared.items():
         w = back.get_submodule(name).weight
         assert torch.equal(w, m.get_submodule(name).weight.detach())
         assert int((w == 0).sum()) == int((~p.mask).sum())
-    weights = sum(p.index.numel() for p in S.shared_layers(m).values())
     assert n_masked == measure.file_bytes(tmp_path / "m.shr")
-    unmasked = sum(math.ceil(p.index.numel() / 8) for p in S.shared_layers(m).values())   # the 1-bit masks
-    for name in S.shared_layers(m):
+    # the positions of the kept weights (the cheaper of a 1-bit mask and a gap stream), 2-bit indices
+    # for those only, a float32 codebook
+    u = packing.read_packed(tmp_path / "m.shr")
+    cost = 0
+    for name, p in shared.items():
+        keep = p.mask.reshape(-1).numpy()
+        mask_bytes = math.ceil(keep.size / 8)
+        if u.positions[name] == "mask":
+            pos = mask_bytes
+        else:
+            b = u.gap_bits[name]
+            pos = math.ceil(len(packing.gaps_from_mask(keep, 2 ** b - 1)) * b / 8)
+            assert pos < mask_bytes
+        cost += pos + math.ceil(int(keep.sum()) * 2 / 8) + 4 * p.codebook.numel()
+    assert n_masked == _header_bytes(tmp_path / "m.shr") + cost + _other_bytes(m, shared)
+    assert ("gaps" in u.positions.values()) == (keep_frac == 0.1)      # sparse enough: gaps beat the mask
+    weights = sum(p.index.numel() for p in shared.values())
+    for name in shared:
         parametrize.remove_parametrizations(m.get_submodule(name), "weight", leave_parametrized=True)
-    assert n_masked < S.export_shared(m, tmp_path / "plain.shr") - weights * 3   # 2+1 bits vs 32 per weight
-    assert unmasked > 0
+    assert n_masked < S.export_shared(m, tmp_path / "plain.shr") - weights * 3 * keep_frac   # vs 32 bits per kept weight
 
 
-def test_load_shared_names_a_damaged_file(tmp_path):
-    from slimlab.files import write_container
-    write_container(tmp_path / "bad.shr", b"SLIMSHR1", b"{not json")
-    with pytest.raises(ValueError, match="damaged slimlab shared-weights file"):
-        S.load_shared(tmp_path / "bad.shr")
+def test_load_shared_names_a_damaged_truncated_or_foreign_file(tmp_path):
+    from slimlab.files import CheckpointError, write_container
+    write_container(tmp_path / "bad.shr", packing.MAGIC, b"{not json")
+    torch.manual_seed(3)
+    S.export_shared(S.kmeans_share(models.build("resnet8", width=0.25), S.KMeansConfig(bits=2)), tmp_path / "ok.shr")
+    raw = (tmp_path / "ok.shr").read_bytes()
+    (tmp_path / "cut.shr").write_bytes(raw[:-7])
+    (tmp_path / "old.shr").write_bytes(b"SLIMSHR1" + raw[8:])      # the retired shared-weights container
+    for name in ("bad.shr", "cut.shr"):
+        with pytest.raises(CheckpointError, match=rf"{name} is a damaged slimlab shared-weights file"):
+            S.load_shared(tmp_path / name)
+    with pytest.raises(CheckpointError, match="old.shr is not a slimlab shared-weights file .bad magic"):
+        S.load_shared(tmp_path / "old.shr")
+    with pytest.raises(FileNotFoundError):
+        S.load_shared(tmp_path / "none.shr")
 
 
 def test_low_rank_file_rebuilds_the_factored_model(tmp_path):
@@ -630,9 +674,9 @@ def test_hash_indices_spread_over_buckets():
     (S.pack_bits, (torch.tensor([4]), 2), ValueError, r"codes must lie in \[0, 3\]"),
     (S.pack_bits, (torch.tensor([1]), 0), ValueError, "bits must be in 1..16"),
     (S.pack_bits, (torch.tensor([1.0]), 2), TypeError, "integer"),
-    (S.unpack_bits, (torch.zeros(1, dtype=torch.uint8), 17, 1), ValueError, "bits must be in 1..16"),
-    (S.unpack_bits, (torch.zeros(1, dtype=torch.uint8), 3, 3), ValueError, r"n must be an int in \[0, 2\]"),
-    (S.unpack_bits, (torch.zeros(1), 3, 1), TypeError, "uint8"),
+    (packing.unpack_bits, (torch.zeros(1, dtype=torch.uint8), 17, 1), ValueError, "bits must be in 1..16"),
+    (packing.unpack_bits, (torch.zeros(1, dtype=torch.uint8), 3, 3), ValueError, r"n must be an int in \[0, 2\]"),
+    (packing.unpack_bits, (torch.zeros(1), 3, 1), TypeError, "uint8"),
     (S.entropy_bits, (torch.ones(3),), TypeError, "integer"),
     (S.HashedLinear, (4, 4, 1.0), ValueError, "compression factor must be > 1"),
     (S.HashedLinear, (4, 4, 0.5), ValueError, "compression factor must be > 1"),
@@ -678,7 +722,8 @@ def test_bad_model_level_inputs():
 def test_load_shared_rejects_other_files(tmp_path):
     p = tmp_path / "x.bin"
     p.write_bytes(b"not a model")
-    with pytest.raises(ValueError, match="bad magic"):
+    from slimlab.files import CheckpointError
+    with pytest.raises(CheckpointError, match="bad magic"):
         S.load_shared(p)
 
 
