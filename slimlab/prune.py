@@ -18,14 +18,13 @@ needs a slimlab ResNet).
   inputs) and leaves the residual stream untouched (as Li et al. 2017 do for CIFAR ResNets).
   `torch_pruning_channels` makes the same cut with Torch-Pruning's dependency graph, for comparison.
 * Storage: a sparse file (per layer the cheaper of a bitmask and gap-coded positions, plus the nonzero
-  values, fp32 or int8) and dense files that rebuild slimmed models on their own. Every file is written
-  atomically and loaded with `files.load_torch` (weights only; a foreign or damaged file gives one
-  `CheckpointError` naming it).
+  values, fp32 or int8) and dense files that rebuild slimmed models on their own, both in the course's
+  one packed format (`slimlab.packing`): written atomically; a foreign or damaged file gives one
+  `files.CheckpointError` naming it.
 """
 from __future__ import annotations
 
 import copy
-import math
 import os
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -38,17 +37,14 @@ import torch.nn as nn
 import torch.nn.utils.parametrize as parametrize
 
 from .checks import check_choice, check_fraction, check_int, check_model, check_number, check_tensor
-from .files import CheckpointError, atomic_torch_save, load_state as _load_state_into, load_torch
+from .files import CheckpointError, atomic_torch_save, load_state as _load_state_into
 from .models import BasicBlock, baked_copy, baked_state_dict, from_arch, resize_block, weight_layers
-from .packing import gaps_from_mask, mask_from_gaps, pack_bits, unpack_bits
 from .train import TrainConfig, evaluate, fit
 
 SCOPES = ("layer", "global")
 CHANNEL_METHODS = ("apoz", "l1", "random")
 VALUE_FORMATS = ("fp32", "int8")
-SPARSE_FORMAT = "slimlab-sparse/2"
-DENSE_FORMAT = "slimlab-dense/1"
-GAP_BITS = (2, 3, 4, 5, 6, 8)      # widths tried for gap-coded positions (the bitmask is the other choice)
+GAP_BITS = (2, 3, 4, 5, 6, 8)      # widths of the gap tokens save_sparse tries (the bitmask is the other choice)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -821,7 +817,7 @@ def torch_pruning_part(config: dict, *, reference, data) -> tuple[dict, dict]:
 
 
 # ---------------------------------------------------------------------------------------------
-# storage: dense files that rebuild slimmed models, and the sparse format
+# storage: dense files that rebuild slimmed models, and sparse files (both the course's packed format)
 
 def _check_arch_model(model) -> dict:
     check_model(model)
@@ -831,42 +827,33 @@ def _check_arch_model(model) -> dict:
     return dict(arch)
 
 
-def _load_blob(path: str | os.PathLike, fmt: str, required: tuple[str, ...]) -> dict:
-    """A file written by this module, loaded safely; one clear error naming the file otherwise."""
-    blob = load_torch(path, f"{fmt} file", required=("format",))
-    if blob.get("format") != fmt:
-        raise CheckpointError(f"{path} is not a {fmt} file (its format is {blob.get('format')!r})")
-    missing = [k for k in required if k not in blob]
-    if missing:
-        raise CheckpointError(f"{path} is a damaged {fmt} file: it lacks {', '.join(missing)}")
-    return blob
-
-
-def _model_from(blob: dict, state: dict, path, fmt: str) -> nn.Module:
-    try:
-        model = from_arch(blob["arch"])
-    except (ValueError, TypeError, KeyError) as e:
-        raise CheckpointError(f"{path} is a damaged {fmt} file: its architecture is unusable ({e})") from None
-    return _load_state_into(model, state, path, f"{fmt} file").eval()
+def _load_model(path: str | os.PathLike, what: str) -> nn.Module:
+    """The plain model in a packed file of this module, rebuilt from its architecture (slimmed shapes
+    included); one `CheckpointError` naming the file for anything that is not such a file."""
+    from .packing import model_from, read_packed
+    u = read_packed(path, what)
+    return _load_state_into(model_from(u, what), u.state, path, what).eval()
 
 
 def save_dense(model: nn.Module, path: str | os.PathLike) -> int:
-    """Save `model` (masks folded in, slimmed shapes recorded) as a dense fp32 file; returns its bytes."""
+    """Save `model` (masks folded in, slimmed shapes recorded) as a dense fp32 file; returns its bytes.
+    The course's packed format (`packing.pack_state`): every tensor stored exactly, no positions."""
+    from .packing import pack_state
     arch = _check_arch_model(model)
-    blob = {"format": DENSE_FORMAT, "arch": arch, "state_dict": baked_state_dict(model)}
-    return atomic_torch_save(blob, path).stat().st_size
+    return pack_state(path, arch, baked_state_dict(model), layers=list(weight_layers(model)),
+                      meta={"kind": "dense"}).bytes
 
 
 def load_dense(path: str | os.PathLike) -> nn.Module:
     """The model saved by `save_dense`, in eval mode on the CPU; it needs nothing but this file.
     A missing file raises FileNotFoundError; any other file, or a damaged one, `files.CheckpointError`
     (a ValueError) naming it."""
-    blob = _load_blob(path, DENSE_FORMAT, ("arch", "state_dict"))
-    return _model_from(blob, blob["state_dict"], path, DENSE_FORMAT)
+    return _load_model(path, "slimlab dense file")
 
 
 def save_torch_prune(model: nn.Module, masks: dict[str, torch.Tensor], path: str | os.PathLike) -> int:
-    """What `torch.nn.utils.prune` saves for the same masks (weight_orig + weight_mask per layer); returns bytes."""
+    """What `torch.nn.utils.prune` saves for the same masks (weight_orig + weight_mask per layer) with
+    `torch.save`, for comparison (no slimlab loader reads it); returns bytes."""
     import torch.nn.utils.prune as tprune
     m = baked_copy(model).cpu()
     mods = prunable_layers(m, list(masks))
@@ -876,117 +863,50 @@ def save_torch_prune(model: nn.Module, masks: dict[str, torch.Tensor], path: str
 
 
 def quantize_int8(v: torch.Tensor) -> tuple[torch.Tensor, float]:
-    """Symmetric per-tensor int8 codes of `v` and the scale: v ≈ codes * scale."""
+    """Symmetric per-tensor int8 codes of `v` and the scale (a float32 value): v ≈ codes * scale."""
     big = float(v.abs().max()) if v.numel() else 0.0
-    scale = big / 127.0 if big > 0 else 1.0
+    scale = float(np.float32(big / 127.0)) if big > 0 else 1.0
     return torch.clamp(torch.round(v / scale), -127, 127).to(torch.int8), scale
-
-
-def encode_positions(mask: torch.Tensor) -> tuple[int, torch.Tensor]:
-    """The cheaper code of a bool mask's True positions: (0, a 1-bit-per-weight bitmask) or (b, gap
-    tokens of b bits, `packing.gaps_from_mask` with max_gap 2^b - 1) for the b in GAP_BITS that gives
-    the fewest bytes. Returns (b, packed uint8 tensor); `decode_positions` inverts it."""
-    flat = mask.detach().flatten().cpu().numpy().astype(bool)
-    best = (0, pack_bits(torch.from_numpy(flat.astype(np.int64)), 1))
-    for b in GAP_BITS:
-        if math.ceil(int(flat.sum()) * b / 8) >= best[1].numel():
-            continue                       # at least one token per kept weight: cannot beat the best
-        tokens = gaps_from_mask(flat, 2 ** b - 1)
-        if math.ceil(len(tokens) * b / 8) < best[1].numel():
-            best = (b, pack_bits(torch.from_numpy(tokens), b))
-    return best
-
-
-def decode_positions(code: int, packed: torch.Tensor, n: int, tokens: int) -> torch.Tensor:
-    """The flat bool mask of length `n` that `encode_positions` turned into (`code`, `packed`);
-    `tokens` is the number of gap tokens (unused for the bitmask)."""
-    if code == 0:
-        return unpack_bits(packed, 1, n).bool()
-    t = unpack_bits(packed, code, tokens).numpy()
-    return torch.from_numpy(mask_from_gaps(t, 2 ** code - 1, n))
 
 
 def save_sparse(model: nn.Module, path: str | os.PathLike, values: str = "fp32",
                 layers: list[str] | None = None) -> int:
     """Save `model` with each prunable weight as the positions of its nonzero weights plus their
-    values (fp32, or int8 with one fp32 scale per layer); everything else dense. Returns file bytes.
+    values (fp32, or int8 with one fp32 scale per layer, `quantize_int8`); everything else dense.
+    Returns file bytes.
 
-    Positions are coded per layer by `encode_positions`: a 1-bit mask, or b-bit gaps where fewer
-    bytes. All positions go into one uint8 tensor and all values into one tensor (the other float
-    tensors into one flat fp32 tensor), so the container adds a few hundred bytes, not a few hundred
-    per tensor."""
+    The course's packed format (`packing.pack_state`): positions per layer as the cheaper of a 1-bit
+    mask and a gap stream of 2-, 3-, 4-, 5-, 6- or 8-bit tokens (`packing.position_code` over
+    `GAP_BITS`), values packed back to back; the header (zlib-compressed JSON) adds a few hundred bytes."""
+    from .packing import AffineGrid, pack_state
     arch = _check_arch_model(model)
     check_choice(values, VALUE_FORMATS, "values")
-    names = set(prunable_layers(model, layers))
+    names = list(prunable_layers(model, layers))
     state = baked_state_dict(model)
-    keys, shapes, codes, pos_bytes, tokens, pos, vals, counts, scales = [], [], [], [], [], [], [], [], []
-    dense_keys, dense_shapes, dense, other = [], [], [], {}
-    for k, v in state.items():
-        if k.endswith(".weight") and k[:-len(".weight")] in names:
-            nz = v != 0
-            code, packed = encode_positions(nz)
-            keys.append(k)
-            shapes.append(list(v.shape))
-            codes.append(code)
-            pos.append(packed)
-            pos_bytes.append(packed.numel())
-            tokens.append(0 if code == 0 else len(gaps_from_mask(nz.flatten().numpy(), 2 ** code - 1)))
-            nzv = v[nz].float()
-            if values == "int8":
-                q, scale = quantize_int8(nzv)
-                vals.append(q)
-                scales.append(scale)
-            else:
-                vals.append(nzv)
-            counts.append(int(nz.sum()))
-        elif v.dtype == torch.float32:
-            dense_keys.append(k)
-            dense_shapes.append(list(v.shape))
-            dense.append(v.flatten())
-        else:
-            other[k] = v
-    blob = {"format": SPARSE_FORMAT, "arch": arch, "value_format": values,
-            "keys": keys, "shapes": shapes, "counts": counts, "scales": scales,
-            "position_codes": codes, "position_bytes": pos_bytes, "position_tokens": tokens,
-            "positions": torch.cat(pos) if pos else torch.zeros(0, dtype=torch.uint8),
-            "values": torch.cat(vals) if vals else torch.zeros(0),
-            "dense_keys": dense_keys, "dense_shapes": dense_shapes,
-            "dense": torch.cat(dense) if dense else torch.zeros(0), "other": other}
-    return atomic_torch_save(blob, path).stat().st_size
+    grids = {}
+    if values == "int8":
+        for n in names:
+            w = state[f"{n}.weight"].float()
+            codes, scale = quantize_int8(w[w != 0])
+            full = torch.zeros(w.shape, dtype=torch.int64)
+            full[w != 0] = codes.long()
+            grids[n] = AffineGrid(full, 8, -127, torch.tensor(scale, dtype=torch.float32))
+            state[f"{n}.weight"] = full.float() * grids[n].scale          # what the file reads back
+    return pack_state(path, arch, state, layers=names, sparse=dict.fromkeys(names, True), grids=grids,
+                      meta={"kind": "sparse", "values": values},
+                      max_gap=tuple(2 ** b - 1 for b in GAP_BITS)).bytes
 
 
 def sparse_layout(path: str | os.PathLike) -> dict[str, str]:
-    """{weight key: 'bitmask' or 'b-bit gaps'}: how `save_sparse` coded each layer's positions."""
-    blob = _load_blob(path, SPARSE_FORMAT, ("keys", "position_codes"))
-    return {k: "bitmask" if c == 0 else f"{c}-bit gaps" for k, c in zip(blob["keys"], blob["position_codes"])}
+    """{weight key: 'bitmask', 'b-bit gaps' or 'Huffman gaps'}: how `save_sparse` coded each layer's positions."""
+    from .packing import read_packed
+    u = read_packed(path, "slimlab sparse file")
+    return {f"{n}.weight": "bitmask" if c == "mask" else f"{u.gap_bits[n]}-bit gaps" if u.gap_bits[n] else "Huffman gaps"
+            for n, c in u.positions.items() if c != "dense"}
 
 
 def load_sparse(path: str | os.PathLike) -> nn.Module:
     """The model saved by `save_sparse` as a plain dense model (eval mode, CPU). A missing file
     raises FileNotFoundError; any other file, or a damaged one, `files.CheckpointError` (a ValueError)
     naming it."""
-    need = ("arch", "value_format", "keys", "shapes", "counts", "scales", "position_codes", "position_bytes",
-            "position_tokens", "positions", "values", "dense_keys", "dense_shapes", "dense", "other")
-    blob = _load_blob(path, SPARSE_FORMAT, need)
-    try:
-        state = dict(blob["other"])
-        i = 0
-        for k, shape in zip(blob["dense_keys"], blob["dense_shapes"]):
-            n = math.prod(shape)
-            state[k] = blob["dense"][i:i + n].view(shape).clone()
-            i += n
-        pos, vals = blob["positions"], blob["values"]
-        b = v = 0
-        for j, (k, shape, c) in enumerate(zip(blob["keys"], blob["shapes"], blob["counts"])):
-            n, nb = math.prod(shape), blob["position_bytes"][j]
-            nz = decode_positions(blob["position_codes"][j], pos[b:b + nb], n, blob["position_tokens"][j])
-            if int(nz.sum()) != c:
-                raise ValueError(f"{k}: {int(nz.sum())} positions for {c} values")
-            w = torch.zeros(n, dtype=torch.float32)
-            part = vals[v:v + c]
-            w[nz] = part.float() * blob["scales"][j] if blob["value_format"] == "int8" else part
-            state[k] = w.view(shape)
-            b, v = b + nb, v + c
-    except (ValueError, RuntimeError, IndexError, TypeError) as e:
-        raise CheckpointError(f"{path} is a damaged {SPARSE_FORMAT} file ({e})") from None
-    return _model_from(blob, state, path, SPARSE_FORMAT)
+    return _load_model(path, "slimlab sparse file")

@@ -481,6 +481,15 @@ def test_finetune_pruned_variants_keep_their_sparsity(variant):
 
 # ------------------------------------------------------------------ files
 
+def _header_bytes(path) -> int:
+    """8 B magic + 4 B header length + the header a packed file announces."""
+    return 12 + int.from_bytes(path.read_bytes()[8:12], "little")
+
+
+def _state_bytes(state: dict, skip=()) -> int:
+    return sum(v.numel() * v.element_size() for k, v in state.items() if k not in skip)
+
+
 def test_dense_file_rebuilds_a_slimmed_model_on_its_own(tmp_path):
     slim = P.prune_channels(tiny(width=0.5), 0.5, "l1")
     nbytes = P.save_dense(slim, tmp_path / "slim.pt")
@@ -488,6 +497,21 @@ def test_dense_file_rebuilds_a_slimmed_model_on_its_own(tmp_path):
     back = P.load_dense(tmp_path / "slim.pt")
     x = images(4).float() / 255
     torch.testing.assert_close(back(x), slim(x), atol=0, rtol=0)
+    for k, v in slim.state_dict().items():                      # every tensor, BN statistics and counters too
+        assert back.state_dict()[k].dtype == v.dtype and torch.equal(back.state_dict()[k], v), k
+    # the format's cost: every tensor at its own item size (float32 weights, int64 counters) + the header
+    assert nbytes == _header_bytes(tmp_path / "slim.pt") + _state_bytes(slim.state_dict())
+    masked = P.prune_magnitude(tiny(), 0.9)                     # a dense file stays dense: zeros cost 4 B each
+    assert P.save_dense(masked, tmp_path / "m.pt") - _header_bytes(tmp_path / "m.pt") == \
+        _state_bytes(models.baked_state_dict(masked))
+
+
+def _positions_bytes(keep: np.ndarray) -> dict[str, int]:
+    """What each position code costs for a flat bool `keep`: the 1-bit mask and b-bit gaps for b in GAP_BITS."""
+    out = {"bitmask": math.ceil(keep.size / 8)}
+    for b in P.GAP_BITS:
+        out[f"{b}-bit gaps"] = math.ceil(len(gaps_from_mask(keep, 2 ** b - 1)) * b / 8)
+    return out
 
 
 def test_sparse_round_trip_is_exact_and_small(tmp_path):
@@ -498,6 +522,8 @@ def test_sparse_round_trip_is_exact_and_small(tmp_path):
     assert set(back.state_dict()) == set(ref)
     for k, v in back.state_dict().items():
         torch.testing.assert_close(v, ref[k], atol=0, rtol=0)
+    x = images(4).float() / 255
+    torch.testing.assert_close(back(x), m(x), atol=0, rtol=0)
     n_dense = P.save_dense(m, tmp_path / "d.pt")
     n_int8 = P.save_sparse(m, tmp_path / "q.pt", values="int8")
     assert n_int8 < n_sparse < n_dense / 4
@@ -507,6 +533,20 @@ def test_sparse_round_trip_is_exact_and_small(tmp_path):
         codes, scale = P.quantize_int8(w[w != 0])
         torch.testing.assert_close(wq[w != 0], codes.float() * scale, atol=0, rtol=0)
         assert torch.all(wq[w == 0] == 0)
+    # what the format costs: per layer the cheapest position code, then 4 B (fp32) or 1 B + a 4 B scale
+    # (int8) per nonzero weight; every other tensor at its item size; the header
+    layout = P.sparse_layout(tmp_path / "s.pt")
+    assert layout == P.sparse_layout(tmp_path / "q.pt")
+    pos = weights = 0
+    for k in P.prunable_layers(m):
+        keep = (ref[k + ".weight"] != 0).reshape(-1).numpy()
+        costs = _positions_bytes(keep)
+        assert costs[layout[k + ".weight"]] == min(costs.values()), k
+        pos += min(costs.values())
+        weights += int(keep.sum())
+    others = _state_bytes(ref, {k + ".weight" for k in P.prunable_layers(m)})
+    assert n_sparse == _header_bytes(tmp_path / "s.pt") + pos + 4 * weights + others
+    assert n_int8 == _header_bytes(tmp_path / "q.pt") + pos + weights + 4 * len(layout) + others
 
 
 @pytest.mark.parametrize("sparsity,kind", [(0.3, "bitmask"), (0.95, "gaps")])
@@ -517,24 +557,31 @@ def test_sparse_file_takes_the_cheaper_position_code_per_layer(tmp_path, sparsit
     big = [k for k, l in P.prunable_layers(m).items() if l.weight.numel() > 5000]
     assert all((layout[k + ".weight"] == "bitmask") == (kind == "bitmask") for k in big), layout
     for k, layer in P.prunable_layers(m).items():     # whichever was taken is the cheapest of those tried
-        mask = layer.weight.detach() != 0
-        code, packed = P.encode_positions(mask)
-        bitmask = math.ceil(mask.numel() / 8)
-        flat = mask.flatten().numpy()
-        gaps = [math.ceil(len(gaps_from_mask(flat, 2 ** b - 1)) * b / 8) for b in P.GAP_BITS]
-        assert packed.numel() == min([bitmask] + gaps), k
+        costs = _positions_bytes((layer.weight.detach() != 0).reshape(-1).numpy())
+        assert costs[layout[k + ".weight"]] == min(costs.values()), k
     back = P.load_sparse(tmp_path / "s.pt")
     for k, v in back.state_dict().items():
         torch.testing.assert_close(v, models.baked_state_dict(m)[k], atol=0, rtol=0)
 
 
-@settings(max_examples=40, deadline=None)
-@given(st.lists(st.booleans(), min_size=1, max_size=300))
-def test_position_codes_round_trip(bits):
-    mask = torch.tensor(bits)
-    code, packed = P.encode_positions(mask)
-    tokens = 0 if code == 0 else len(gaps_from_mask(mask.numpy(), 2 ** code - 1))
-    assert torch.equal(P.decode_positions(code, packed, mask.numel(), tokens), mask)
+def test_prune_then_quantize_then_save_and_load(tmp_path):
+    """Prune -> quantize (QAT-ready fake quantizers over the masks) -> the file -> back: the same weights
+    and predictions, the zeros still zero, and the file smaller than the unpruned quantized one."""
+    from slimlab import quantize as Q
+    m = tiny()
+    x = images(16)
+    pruned = P.prune_magnitude(m, 0.8, "global")
+    qm = Q.quantize_model(pruned, Q.QuantConfig(bits=4, act_bits=8), x)
+    n = Q.save_quantized(qm, tmp_path / "pq.slq")
+    back = Q.load_quantized(tmp_path / "pq.slq")
+    xf = x.float() / 255
+    with torch.no_grad():
+        torch.testing.assert_close(back(xf), qm(xf), atol=0, rtol=0)
+    masks = P.get_masks(pruned)
+    for name, mask in masks.items():
+        w = back.get_submodule(name + ".layer").weight
+        assert torch.equal(w, qm.get_submodule(name + ".layer").weight.detach()) and bool((w[~mask] == 0).all())
+    assert n < Q.save_quantized(Q.quantize_model(m, Q.QuantConfig(bits=4, act_bits=8), x), tmp_path / "q.slq")
 
 
 def test_torch_pruning_inner_channels_match_slimlab_shapes_and_macs():
@@ -660,21 +707,23 @@ def test_bad_inputs_raise_clear_errors(call, exc, match, tmp_path, monkeypatch):
 
 def test_loading_a_foreign_or_damaged_file_gives_one_clear_error_naming_it(tmp_path):
     from slimlab.files import CheckpointError
-    torch.save({"format": "other"}, tmp_path / "f.pt")
+    torch.save({"format": "slimlab-sparse/2"}, tmp_path / "f.pt")      # a torch.save file (the retired format)
     (tmp_path / "junk.pt").write_bytes(b"not a torch file at all")
     P.save_sparse(tiny(), tmp_path / "s.pt")
     raw = (tmp_path / "s.pt").read_bytes()
     (tmp_path / "cut.pt").write_bytes(raw[: len(raw) // 2])
-    for load, fmt in ((P.load_sparse, "slimlab-sparse/2"), (P.load_dense, "slimlab-dense/1")):
-        with pytest.raises(CheckpointError, match=rf"f\.pt is not a {fmt} file"):
-            load(tmp_path / "f.pt")
-        for bad in ("junk.pt", "cut.pt"):
-            with pytest.raises(CheckpointError, match=rf"{bad}.*(damaged|unreadable|is not a {fmt})"):
+    (tmp_path / "tail.pt").write_bytes(raw[:-1])
+    tampered = bytearray(raw)
+    tampered[-20] ^= 0x40
+    (tmp_path / "tampered.pt").write_bytes(bytes(tampered))
+    for load, what in ((P.load_sparse, "slimlab sparse file"), (P.load_dense, "slimlab dense file")):
+        for bad in ("f.pt", "junk.pt"):
+            with pytest.raises(CheckpointError, match=rf"{bad} is not a {what} \(bad magic"):
+                load(tmp_path / bad)
+        for bad in ("cut.pt", "tail.pt", "tampered.pt"):
+            with pytest.raises(CheckpointError, match=rf"{bad} is (not a complete|a damaged) {what}"):
                 load(tmp_path / bad)
         with pytest.raises(FileNotFoundError, match="nope.pt"):
             load(tmp_path / "nope.pt")
-    blob = torch.load(tmp_path / "s.pt", weights_only=True)       # a sparse file with its counts tampered
-    blob["counts"][0] += 1
-    torch.save(blob, tmp_path / "tampered.pt")
-    with pytest.raises(CheckpointError, match="tampered.pt is a damaged slimlab-sparse/2 file"):
-        P.load_sparse(tmp_path / "tampered.pt")
+    with pytest.raises(CheckpointError, match="tampered.pt is a damaged slimlab sparse file .*CRC-32"):
+        P.sparse_layout(tmp_path / "tampered.pt")
