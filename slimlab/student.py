@@ -7,6 +7,8 @@ markers, so the notebooks run end to end. The student version (written to build/
   ``raise NotImplementedError  # your code here`` in code, ``YOUR ANSWER HERE`` in markdown;
 * `show_source(...)` calls lose the functions an exercise asks for (`slimlab.exercises.EXERCISES[…].hides`);
   a call left with nothing to show is removed, and so is a cell left empty;
+* cells tagged `instructor-only` (the note that points a reader of the instructor notebooks to
+  `make student`) are removed;
 * outputs, execution counts, execution timings and saved widget state are cleared;
 * everything else is kept as it is.
 
@@ -37,6 +39,7 @@ END = "### END SOLUTION"
 CODE_STUB = "raise NotImplementedError  # your code here"
 TEXT_STUB = "YOUR ANSWER HERE"
 TAG_TASK, TAG_SOLUTION, TAG_CHECK = "exercise-task", "exercise", "exercise-check"
+TAG_INSTRUCTOR = "instructor-only"       # cells that only the instructor version keeps
 ID_PREFIX = "exercise:"
 
 
@@ -171,6 +174,8 @@ def student_notebook(nb, *, where: str = "notebook"):
     for i, cell in enumerate(nb.cells):
         src = cell.source
         tags = cell.get("metadata", {}).get("tags", [])
+        if TAG_INSTRUCTOR in tags:
+            continue
         if TAG_SOLUTION in tags and BEGIN not in src:
             raise ValueError(f"{where}, cell {i}: tagged as an exercise solution but has no '{BEGIN}' marker")
         try:

@@ -9,8 +9,8 @@ import nbformat
 import pytest
 
 from slimlab.exercises import EXERCISES
-from slimlab.student import (BEGIN, CODE_STUB, END, clear_solutions, convert, convert_all, exercise_cells,
-                             hide_sources, notebook_exercises, solution_cell,
+from slimlab.student import (BEGIN, CODE_STUB, END, TAG_INSTRUCTOR, clear_solutions, convert, convert_all,
+                             exercise_cells, hide_sources, notebook_exercises, solution_cell,
                              solution_regions, student_notebook)
 from test_exercises import instructor_copy
 
@@ -85,6 +85,16 @@ def test_student_notebook_on_a_toy():
     nbformat.validate(st)
 
 
+def test_instructor_only_cells_are_dropped():
+    nb = _toy_notebook()
+    note = nbformat.v4.new_markdown_cell("This is the instructor version: `make student` builds the student one.",
+                                         id="note")
+    note.metadata["tags"] = [TAG_INSTRUCTOR]
+    nb.cells.insert(2, note)
+    st = student_notebook(nb)
+    assert "make student" not in nbformat.writes(st) and len(st.cells) == len(nb.cells) - 1
+
+
 def test_student_notebook_refuses_unknown_or_unmarked_exercises():
     nb = _toy_notebook()
     nb.cells[3].metadata["tags"].append("exercise:99-nope")
@@ -144,10 +154,12 @@ def test_student_notebooks_hold_no_solution_text(converted):
                 assert c.outputs == [] and c.execution_count is None
                 for h in hidden:
                     assert not re.search(rf"show_source\([^)]*\b{h}\b", c.source), (p.name, h)
-        inst_src = [c.source for c in inst.cells if "show_source(" not in c.source and not notebook_exercises_of(c)]
+        inst_src = [c.source for c in inst.cells if "show_source(" not in c.source and not notebook_exercises_of(c)
+                    and TAG_INSTRUCTOR not in c.metadata.get("tags", [])]
         stud_src = [c.source for c in student.cells if "show_source(" not in c.source and not notebook_exercises_of(c)]
         assert inst_src == stud_src, p.name
         assert "widgets" not in student.metadata
+        assert not any(TAG_INSTRUCTOR in c.metadata.get("tags", []) for c in student.cells)
 
 
 def notebook_exercises_of(cell):
