@@ -14,7 +14,7 @@
   `CodebookGrid` — or an affine integer grid with per-tensor or per-channel scale and zero point,
   `AffineGrid`; one index per stored weight, optionally canonical-Huffman-coded), batch norm folded
   to a scale and shift, and any other tensor exactly in its own dtype; a versioned, zlib-compressed JSON
-  header with the architecture, the writer's `meta` record, the data's size and CRC-32. Every slimlab
+  header with the architecture and the writer's `meta` record; the data's CRC-32 last. Every slimlab
   model file is one: `save_packed` / `load_packed` (notebook 06), `quantize.save_quantized`,
   `prune.save_sparse` / `save_dense`, `share.export_shared`. Loads turn a damaged, truncated or
   foreign file into one `files.CheckpointError` naming it; the sizes reported are the files' on disk.
@@ -172,7 +172,7 @@ def mask_from_gaps(tokens: np.ndarray, max_gap: int, n: int) -> np.ndarray:
 
 MAGIC = b"SLIMPK1\n"   # the container's mark (`files.write_container` layout); the header's "v" is the format version
 FORMAT_VERSION = 2      # 1: the first save_packed files (no "v"); 2: + affine grids, exact tensors of any dtype,
-                        #    a "meta" record, the data's size and CRC-32 (a version-1 file reads as it did)
+                        #    a "meta" record, the data's CRC-32 after them (a version-1 file reads as it did)
 POSITION_CODES = ("mask", "gaps")   # how a sparse layer's positions are stored (the cheaper one per layer)
 GAP_CHOICES = (3, 7, 15, 31, 63, 255)   # max_gap of 2-, 3-, 4-, 5-, 6- and 8-bit gap tokens (tried per layer)
 
@@ -322,8 +322,8 @@ class PackWriter:
     `max_gap`: the gap streams' filler token, or several to try per layer (the cheapest is kept).
     `meta`: a small JSON record of the writer's own (a quantization config, say) that `read_packed` returns.
     The file: magic, header length, zlib-compressed JSON header (format version, `arch`, `meta`, the
-    entries, the data's size and CRC-32), then the data; `PackReport.bytes` is its size on disk, every
-    byte accounted for in `parts`."""
+    entries), the data, their CRC-32 (4 bytes); `PackReport.bytes` is its size on disk, every byte
+    accounted for in `parts` (magic, length, header and CRC as 'header')."""
 
     def __init__(self, arch: dict, *, meta: dict | None = None, entropy: bool = False, half: bool = False,
                  max_gap: int | Sequence[int] = 32):
@@ -357,32 +357,34 @@ class PackWriter:
             pending.append((out, "data", kind, s["data"]))
             return out
 
-        def chunk(d: dict, kind: str, data: bytes) -> dict:
+        def chunk(kind: str, data: bytes, **fields) -> dict:
+            d = {"ref": None, **fields}
             pending.append((d, "ref", kind, data))
             return d
 
         if keep is not None:
             code, s = position_code(keep, self.max_gap, self.entropy)
-            e["pos"] = stream(s, "positions", code=code)
+            first = self.max_gap if isinstance(self.max_gap, int) else self.max_gap[0]
+            e["pos"] = stream(s, "positions", code=code, max_gap=s.get("max_gap", first))
         sel = torch.ones(flat.numel(), dtype=torch.bool) if keep is None else torch.from_numpy(keep)
         if grid is None:
             data, dt = _floats(flat[sel], self.half)
-            e["values"] = chunk({"dtype": dt}, "values", data)
+            e["values"] = chunk("values", data, dtype=dt)
         elif isinstance(grid, CodebookGrid):
             check_int(grid.bits, "bits", 1, 16)
             data, dt = _floats(grid.codebook.reshape(-1), self.half)
-            e["codebook"] = chunk({"dtype": dt, "bits": grid.bits}, "codebooks", data)
+            e["codebook"] = chunk("codebooks", data, dtype=dt, bits=grid.bits)
             idx = grid.index.detach().cpu().reshape(-1)[sel].numpy()
             e["idx"] = stream(_coded(idx, 2 ** grid.bits, grid.bits, self.entropy), "indices")
         elif isinstance(grid, AffineGrid):
             check_int(grid.bits, "bits", 1, 16)
             scale = grid.scale.detach().cpu().to(torch.float32).contiguous()
             a = {"bits": grid.bits, "qmin": int(grid.qmin), "axis": grid.axis,
-                 "scale": chunk({"dtype": "<f4", "shape": list(scale.shape)}, "grids", scale.numpy().tobytes())}
+                 "scale": chunk("grids", scale.numpy().tobytes(), dtype="<f4", shape=list(scale.shape))}
             if grid.zero_point is not None:
                 zp = grid.zero_point.detach().cpu().to(torch.int64).numpy()
                 zp = zp.astype("u1" if zp.size == 0 or (zp.min() >= 0 and zp.max() <= 255) else "<i4")
-                a["zp"] = chunk({"dtype": zp.dtype.str, "shape": list(zp.shape)}, "grids", zp.tobytes())
+                a["zp"] = chunk("grids", zp.tobytes(), dtype=zp.dtype.str, shape=list(zp.shape))
             e["affine"] = a
             codes = grid.codes.detach().cpu().reshape(-1)[sel].to(torch.int64).numpy() - int(grid.qmin)
             e["idx"] = stream(_coded(codes, 2 ** grid.bits, grid.bits, self.entropy), "indices")
@@ -438,11 +440,11 @@ class PackWriter:
         crc = 0
         for c in self._chunks:
             crc = zlib.crc32(c, crc)
-        head = {"v": FORMAT_VERSION, "arch": self.arch, "meta": self.meta, "w": self._w, "o": self._o,
-                "size": self._offset, "crc": crc}
+        head = {"v": FORMAT_VERSION, "arch": self.arch, **({"meta": self.meta} if self.meta else {}),
+                "w": self._w, "o": self._o}
         header = zlib.compress(json.dumps(head, separators=(",", ":")).encode(), 9)
-        p = write_container(path, MAGIC, header, self._chunks)
-        parts = {**self.parts, "header": len(MAGIC) + 4 + len(header)}
+        p = write_container(path, MAGIC, header, [*self._chunks, crc.to_bytes(4, "little")])
+        parts = {**self.parts, "header": len(MAGIC) + 4 + len(header) + 4}      # + the data's CRC-32 at the end
         size = p.stat().st_size
         if size != sum(parts.values()):
             raise RuntimeError(f"{p}: {size} bytes on disk but {sum(parts.values())} accounted for")
@@ -500,8 +502,8 @@ def read_packed(path: str | os.PathLike, what: str = "slimlab packed model") -> 
     """Every tensor of a packed file (any writer's: `save_packed`, `pack_state`, `PackWriter`), decoded.
 
     FileNotFoundError if there is no file; `files.CheckpointError` (a ValueError) naming the file and
-    `what` it should be for anything else: another file (bad magic), a truncated or damaged one (sizes,
-    CRC-32, zlib, JSON, streams), or one of a newer format version."""
+    `what` it should be for anything else: another file (bad magic), a truncated or damaged one (CRC-32,
+    zlib, JSON, chunks that do not tile the data, streams), or one of a newer format version."""
     from .files import CheckpointError, read_container
     p = Path(path)
     header, blob = read_container(p, MAGIC, what)
@@ -515,10 +517,10 @@ def read_packed(path: str | os.PathLike, what: str = "slimlab packed model") -> 
         if version > FORMAT_VERSION:
             raise CheckpointError(f"{p} is a {what} of format version {version}; this slimlab reads versions "
                                   f"up to {FORMAT_VERSION} (update slimlab)")
-        if version >= 2 and len(blob) != head["size"]:
-            raise ValueError(f"truncated or extended: {len(blob)} bytes of data where its header says {head['size']}")
-        if version >= 2 and zlib.crc32(blob) != head["crc"]:
-            raise ValueError("its data fail their CRC-32 check")
+        if version >= 2:                  # the data, then their CRC-32
+            if len(blob) < 4 or zlib.crc32(blob[:-4]) != int.from_bytes(blob[-4:], "little"):
+                raise ValueError("its data fail their CRC-32 check (truncated, extended or altered)")
+            blob = blob[:-4]
         return _decode(p, version, head, blob)
     except CheckpointError:
         raise
@@ -527,10 +529,14 @@ def read_packed(path: str | os.PathLike, what: str = "slimlab packed model") -> 
 
 
 def _decode(p: Path, version: int, head: dict, blob: memoryview) -> Unpacked:
+    used = 0
+
     def get(ref) -> bytes:
+        nonlocal used
         start, n = int(ref[0]), int(ref[1])
         if start < 0 or n < 0 or start + n > len(blob):
             raise ValueError("a chunk lies outside the data")
+        used += n
         return bytes(blob[start:start + n])
 
     arr = lambda d: np.frombuffer(get(d["ref"]), dtype=np.dtype(d["dtype"]))
@@ -589,6 +595,8 @@ def _decode(p: Path, version: int, head: dict, blob: memoryview) -> Unpacked:
             state[o["name"]] = t.float() if t.dtype == torch.float16 else t
         else:
             raise ValueError(f"unknown entry kind {o['kind']!r}")
+    if used != len(blob):                 # every chunk is read once: together they are the data
+        raise ValueError(f"{len(blob)} bytes of data, {used} of them described by its header")
     return Unpacked(str(p), version, head["arch"], dict(head.get("meta") or {}), state, folded, positions, gap_bits)
 
 
@@ -630,7 +638,7 @@ def save_packed(model: nn.Module, path: str | os.PathLike, *, sparse: bool = Tru
     check_int(max_gap, "max_gap", 1)
     shared = codebooks(model)
     plain = baked_copy(model).cpu().float().eval()
-    out = PackWriter(arch, meta={"kind": "packed"}, entropy=entropy, half=half, max_gap=max_gap)
+    out = PackWriter(arch, entropy=entropy, half=half, max_gap=max_gap)
     for name, layer in weight_layers(plain).items():
         w = layer.weight.detach()
         flat = w.reshape(-1)

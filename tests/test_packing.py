@@ -248,7 +248,7 @@ def test_pack_state_round_trips_every_kind_bit_for_bit(tmp_path, sparse):
 
 def test_pack_state_costs_what_the_format_says(tmp_path):
     """Every byte of a packed file, computed from the format's definition: 8 magic + 4 header length
-    + the header + per layer ceil(n·bits/8) codes (or 4 B a float), 4 B per scale, 1 B per zero point,
+    + the header + 4 CRC-32 + per layer ceil(n·bits/8) codes (or 4 B a float), 4 B per scale, 1 B per zero point,
     ceil(n/8) for a 1-bit mask, and every raw tensor at its own item size."""
     g = torch.Generator().manual_seed(5)
     w = torch.randn(10, 7, generator=g)
@@ -271,7 +271,7 @@ def test_pack_state_costs_what_the_format_says(tmp_path):
                + math.ceil(33 / 8) + 4 * 8 + math.ceil(kept * 3 / 8)   # k: 1-bit mask, codebook, 3-bit indices
                + 4 * 25 + 8 + 2)                                    # raw float32 weight, int64, two bools
     assert rep.positions == {"q": "dense", "k": "mask", "raw": "dense"}
-    assert path.stat().st_size == rep.bytes == 12 + _hlen(path) + payload
+    assert path.stat().st_size == rep.bytes == 12 + _hlen(path) + 4 + payload
     assert _hlen(path) < 700                                        # the compressed header stays small
 
 
@@ -330,7 +330,8 @@ def _rewrite_header(src, dst, change):
     hlen = _hlen(src)
     head = json.loads(zlib.decompress(raw[12:12 + hlen]))
     change(head)
-    write_container(dst, K.MAGIC, zlib.compress(json.dumps(head).encode()), [raw[12 + hlen:]])
+    data = raw[12 + hlen:-4] if "v" not in head else raw[12 + hlen:]      # a version-1 file ends with its data
+    write_container(dst, K.MAGIC, zlib.compress(json.dumps(head).encode()), [data])
 
 
 def test_version_one_files_still_read_and_newer_ones_are_refused(tmp_path):
@@ -338,9 +339,9 @@ def test_version_one_files_still_read_and_newer_ones_are_refused(tmp_path):
     K.save_packed(m, tmp_path / "v2.slpk", value_bits=4)
     ref = K.load_packed(tmp_path / "v2.slpk")
 
-    def as_v1(head):                      # the first format: no version, meta, size or CRC
-        for k in ("v", "meta", "size", "crc"):
-            del head[k]
+    def as_v1(head):                      # the first format: no version, no meta, no CRC-32
+        head.pop("v")
+        head.pop("meta", None)
     _rewrite_header(tmp_path / "v2.slpk", tmp_path / "v1.slpk", as_v1)
     back = K.load_packed(tmp_path / "v1.slpk")
     for k, v in ref.state_dict().items():
@@ -354,6 +355,9 @@ def test_version_one_files_still_read_and_newer_ones_are_refused(tmp_path):
     _rewrite_header(tmp_path / "v2.slpk", tmp_path / "shape.slpk", lambda h: h["w"][0].update(shape=[1, 2]))
     with pytest.raises(CheckpointError, match="shape.slpk is a damaged slimlab packed model"):
         K.load_packed(tmp_path / "shape.slpk")
+    _rewrite_header(tmp_path / "v2.slpk", tmp_path / "drop.slpk", lambda h: h["o"].pop())
+    with pytest.raises(CheckpointError, match="drop.slpk is a damaged slimlab packed model .*described by its header"):
+        K.load_packed(tmp_path / "drop.slpk")
 
 
 def test_files_are_written_atomically(tmp_path, monkeypatch):

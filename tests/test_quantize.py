@@ -428,9 +428,9 @@ def _other_bytes(qm) -> int:
 
 @pytest.mark.parametrize("granularity,symmetric", [("per_channel", True), ("per_tensor", True), ("per_channel", False)])
 def test_file_size_is_header_plus_payload(tiny, tmp_path, granularity, symmetric):
-    """Weight-only b-bit file: 8 B magic + 4 B header length + header + ceil(n b / 8) codes per layer,
-    4 B per scale and (asymmetric) 1 B per zero point, one per output channel or one per layer, + every
-    other tensor at its own item size; nothing else."""
+    """Weight-only b-bit file: 8 B magic + 4 B header length + header + 4 B CRC-32 + ceil(n b / 8) codes
+    per layer, 4 B per scale and (asymmetric) 1 B per zero point, one per output channel or one per
+    layer, + every other tensor at its own item size; nothing else."""
     import struct
     model, _ = tiny
     for bits in (8, 4, 3):
@@ -442,7 +442,7 @@ def test_file_size_is_header_plus_payload(tiny, tmp_path, granularity, symmetric
         per = lambda m: m.weight.shape[0] if granularity == "per_channel" else 1
         payload = sum(math.ceil(m.weight.numel() * bits / 8) + (4 + (not symmetric)) * per(m)
                       for m in weight_layers(qm).values())
-        assert n == len(raw) == 12 + hlen + payload + _other_bytes(qm)
+        assert n == len(raw) == 12 + hlen + 4 + payload + _other_bytes(qm)
         assert hlen < 2048                                         # the compressed header
 
 
@@ -486,7 +486,7 @@ def test_prune_quantize_save_load_round_trip(tiny, tmp_path):
         payload += codes + 4 * w.shape[0]                          # + a float32 scale per output channel
     assert set(u.positions.values()) - {"dense"}                   # 60% zeros: positions pay for themselves
     raw = (tmp_path / "pq.slq").read_bytes()
-    assert n == len(raw) == 12 + int.from_bytes(raw[8:12], "little") + payload + _other_bytes(qm)
+    assert n == len(raw) == 12 + int.from_bytes(raw[8:12], "little") + 4 + payload + _other_bytes(qm)
     assert n < Q.save_quantized(Q.quantize_model(model, Q.QuantConfig(bits=4, act_bits=8), x), tmp_path / "q.slq")
     f = Q.fold_bn(pruned)                                         # folding keeps the masks too
     assert prune.get_masks(f).keys() == masks.keys()

@@ -413,8 +413,8 @@ def test_pack_bits_by_hand():
 
 
 def _header_bytes(path) -> int:
-    """8 B magic + 4 B header length + the header a packed file announces."""
-    return 12 + int.from_bytes(path.read_bytes()[8:12], "little")
+    """8 B magic + 4 B header length + the header a packed file announces + its 4 B CRC-32."""
+    return 12 + int.from_bytes(path.read_bytes()[8:12], "little") + 4
 
 
 def _other_bytes(model, skip) -> int:
