@@ -22,18 +22,18 @@ C1_GAIN_STEADY = 1.5      # gain per doubling at the largest size <= 1.5x the sm
 C1_GAIN_LINEAR = 2.0      # >= 2x: growing as returns linear in N would (they double per doubling)
 C1_INFO_RATIO = 0.75      # bits/parameter of the largest probed model below 3/4 of the smallest's
 
-C1_TEXT = (f"measure whether returns diminish, judged on the shape of the curve. Shape: the power law "
+C1_TEXT = ("measure whether returns diminish, judged on the shape of the curve. Shape: the power law "
            f"err(N) = a*N^-alpha + c fitted to test error has a 95% bootstrap CI of alpha inside (0, {C1_ALPHA_MAX:g}), "
-           f"or the accuracy gained per doubling of parameters is positive and at the largest size at most "
+           "or the accuracy gained per doubling of parameters is positive and at the largest size at most "
            f"{C1_GAIN_STEADY:g}x the gain at the smallest (a constant gain per doubling is diminishing returns per "
            f"parameter); against: the CI lies at or above {C1_ALPHA_MAX:g}, or the gain per doubling grows >= "
            f"{C1_GAIN_LINEAR:g}x; anything else (a CI reaching 0, nothing gained, the two disagreeing) shows no shape. "
            f"Information per parameter: the capacity of the largest probed model is below {C1_INFO_RATIO:g} of the "
-           f"smallest's in bits per parameter even at the ends of their bounds; against: it is at least "
+           "smallest's in bits per parameter even at the ends of their bounds; against: it is at least "
            f"{C1_INFO_RATIO:g} of it even at the ends of the bounds; a probe that only bounds a model in the other "
-           f"direction is inconclusive, not evidence against. Supported: shape and information both shown; "
-           f"qualified: the shape shown (information inconclusive or not falling), or information shown with no "
-           f"shape; refuted: the shape goes against, or neither is shown.")
+           "direction is inconclusive, not evidence against. Supported: shape and information both shown; "
+           "qualified: the shape shown (information inconclusive or not falling), or information shown with no "
+           "shape; refuted: the shape goes against, or neither is shown.")
 
 
 def _c1_interval(value: float, censored: str) -> tuple[float, float]:
@@ -81,7 +81,7 @@ C2_UNDERFIT_PT = 1.0    # the largest model beats the smallest at the most data 
 C2_GAP_GROWTH_PT = 5.0  # the largest model's train-test gap at the least data exceeds the smallest's by >= 5 points
 
 C2_TEXT = (f"underfitting: at the largest data size the largest model beats the smallest by >= {C2_UNDERFIT_PT:g} point "
-           f"of test accuracy. Overfitting: at the smallest data size the train-test gap of the largest model exceeds "
+           "of test accuracy. Overfitting: at the smallest data size the train-test gap of the largest model exceeds "
            f"the smallest model's by >= {C2_GAP_GROWTH_PT:g} points. Size must match data: the best model at the "
            "smallest data size is smaller than the best at the largest data size. Supported: underfitting and a best "
            "size that grows with data; qualified: underfitting and overfitting by the gap only (bigger never hurt "
@@ -106,10 +106,10 @@ C3_SWEEP_TRAINED_ACC = 95.0  # % training accuracy of the largest model that cou
 C3_SWEEP_MAX_GAP = 2.0               # widest ratio of neighbouring measured sizes the crossing may be interpolated in
 
 C3_SWEEP_TEXT = (f"measure whether 99% (or 95%) of the best accuracy of the size sweep needs at most {C3_SWEEP_CUT:g} of the "
-           f"largest model's parameters. Judged in 01 only when the largest model is trained out (training "
+           "largest model's parameters. Judged in 01 only when the largest model is trained out (training "
            f"accuracy >= {C3_SWEEP_TRAINED_ACC:g}%) and the 95% crossing lies between measured sizes at most "
            f"{C3_SWEEP_MAX_GAP:g}x apart; otherwise the sweep is context and the verdict is qualified (inconclusive "
-           f"here: the test of C3 is notebook 06's, on a trained model that is cut). When judged: supported "
+           "here: the test of C3 is notebook 06's, on a trained model that is cut). When judged: supported "
            f"if 99% needs at most {C3_SWEEP_CUT:g}; qualified if only 95% does; refuted if even 95% needs more.")
 
 
@@ -133,10 +133,10 @@ from .measure import FLASH_BYTES  # noqa: E402  (the course's one edge budget)
 # C4: the storage cut of int8 over fp32 (same container, overheads counted)
 C4_SAVING_LO, C4_SAVING_HI = 0.72, 0.78   # "about 75%"
 C4_SAVING_MIN = 0.60                      # still a large cut, but the overheads matter
-C4_TEXT = (f"measure the int8 file against the fp32 file (scales, zero-points, biases and header counted; same "
+C4_TEXT = ("measure the int8 file against the fp32 file (scales, zero-points, biases and header counted; same "
            f"container): supported if it is {C4_SAVING_LO:.0%}–{C4_SAVING_HI:.0%} smaller, i.e. about 75%; "
            f"qualified if it is at least {C4_SAVING_MIN:.0%} smaller (a large cut but the overheads matter); "
-           f"refuted otherwise")
+           "refuted otherwise")
 
 
 @rule("C4", C4_TEXT)
@@ -155,13 +155,13 @@ def c4_rule(metrics: dict) -> str:
 C5_HURT_PT = 2.0          # training at b bits "hurts" if it loses at least this much against fp32 training ...
 C5_BEYOND_PTQ_PT = 1.0    # ... and more than b-bit PTQ of the fp32-trained model costs, plus this
 C5_PTQ8_MAX_DROP_PT = 1.0  # inference tolerates 8 bits if 8-bit PTQ costs at most this
-C5_TEXT = (f"measure, with fp32 arithmetic throughout (only the stored weights are coarse), the training side: "
+C5_TEXT = ("measure, with fp32 arithmetic throughout (only the stored weights are coarse), the training side: "
            f"weight storage at b bits (round-to-nearest after every update) 'hurts' if it loses >= {C5_HURT_PT:g} pt "
-           f"against fp32 training AND more than quantizing the fp32-trained model to b bits costs + "
+           "against fp32 training AND more than quantizing the fp32-trained model to b bits costs + "
            f"{C5_BEYOND_PTQ_PT:g} pt. Inference side: 8-bit PTQ of the fp32-trained model costs <= "
            f"{C5_PTQ8_MAX_DROP_PT:g} pt. Supported if inference tolerates 8 bits and training hurts at both 8 and "
-           f"4 bits; qualified if inference tolerates 8 bits and training hurts at 4 bits only (or 8 only); "
-           f"refuted otherwise")
+           "4 bits; qualified if inference tolerates 8 bits and training hurts at 4 bits only (or 8 only); "
+           "refuted otherwise")
 
 
 @rule("C5", C5_TEXT)
@@ -181,10 +181,10 @@ def c5_rule(metrics: dict) -> str:
 # C14, quantization part: the int8 model on the edge budget and in a real runtime
 C14_Q_MIN_CUT = 3.0       # the int8 file must be at least this many times smaller than the fp32 file
 C14_Q_MIN_SPEEDUP = 1.2   # int8 at least this much faster than fp32 in the same runtime, batch 64
-C14_QUANT_TEXT = (f"quantization part: measure whether the int8 file fits the edge budget's flash "
+C14_QUANT_TEXT = ("quantization part: measure whether the int8 file fits the edge budget's flash "
             f"({FLASH_BYTES:,} B, measure.FLASH_BYTES), is >= {C14_Q_MIN_CUT:g}x smaller than the fp32 file, and "
             f"the int8 runtime is >= {C14_Q_MIN_SPEEDUP:g}x faster than fp32 in the same runtime at batch 64. "
-            f"Supported if all hold; qualified if the file parts hold but the same-runtime speed-up is < "
+            "Supported if all hold; qualified if the file parts hold but the same-runtime speed-up is < "
             f"{C14_Q_MIN_SPEEDUP:g}x; refuted if the file is not >= {C14_Q_MIN_CUT:g}x smaller or does not fit")
 
 
@@ -213,12 +213,12 @@ C6_NEAR_STD = 0.25         # "near zero" = |w| < this many of the layer's stds (
 
 C6_TEXT = (f"near-normal: in >= {C6_LAYERS_OK:.0%} of layers the normal or the 2-Gaussian mixture fits within a "
            f"Kolmogorov-Smirnov distance of {C6_KS_OK} and the mean lies within {C6_CENTRED_STD} std of zero. "
-           f"Concentrated near zero, beyond what a normal gives (a normal always has ~30% of its weights below "
-           f"a tenth of max|w|, so that share is reported, not judged): the median layer holds >= "
+           "Concentrated near zero, beyond what a normal gives (a normal always has ~30% of its weights below "
+           "a tenth of max|w|, so that share is reported, not judged): the median layer holds >= "
            f"{C6_PEAK_RATIO}x the mass within {C6_NEAR_STD} std of zero that its fitted normal predicts AND has "
-           f"positive excess kurtosis. Supported if both halves hold; refuted if fewer than "
+           "positive excess kurtosis. Supported if both halves hold; refuted if fewer than "
            f"{C6_LAYERS_REFUTE:.0%} of layers fit or are centred; qualified otherwise (near-normal but no "
-           f"more peaked than a normal, or fits in between)")
+           "more peaked than a normal, or fits in between)")
 
 
 @rule("C6", C6_TEXT)
@@ -236,12 +236,12 @@ def c6_rule(m: dict) -> str:
 C7_INFORMATIVE_SPARSITY = 0.5   # one-shot points at or above this sparsity ...
 C7_ABOVE_CHANCE_PT = 5.0        # ... where one arm is this far above chance are informative
 C7_ONESHOT_PT = 1.0             # one-shot margin magnitude must keep over random
-C7_TEXT = (f"both arms with batch-norm statistics recalibrated on training images after pruning. Led by the "
-           f"fine-tuned gap: magnitude pruning beats random pruning (same per-layer counts, same fine-tune) at "
+C7_TEXT = ("both arms with batch-norm statistics recalibrated on training images after pruning. Led by the "
+           "fine-tuned gap: magnitude pruning beats random pruning (same per-layer counts, same fine-tune) at "
            f"every fine-tuned sparsity, and one-shot by >= {C7_ONESHOT_PT} pt at every informative sparsity "
            f"(>= {C7_INFORMATIVE_SPARSITY:.0%} with one arm >= {C7_ABOVE_CHANCE_PT} pt above chance) -> supported; "
-           f"refuted if the mean fine-tuned gap is <= 0 pt, or, with no fine-tune, the mean one-shot gap is; "
-           f"qualified otherwise")
+           "refuted if the mean fine-tuned gap is <= 0 pt, or, with no fine-tune, the mean one-shot gap is; "
+           "qualified otherwise")
 
 
 @rule("C7", C7_TEXT)
@@ -276,13 +276,13 @@ def _mean_se(v: list[float]) -> tuple[float, float]:
     return mean, var / n
 
 
-C8_TEXT = (f"'these neurons are the removable ones' needs APoZ trimming to beat random trimming of the same "
+C8_TEXT = ("'these neurons are the removable ones' needs APoZ trimming to beat random trimming of the same "
            f"shape after the same fine-tune: over >= {C8_SEEDS} seeds each, the mean test accuracy ahead by >= "
            f"{C8_SE_MULT} standard errors of the difference. Supported if it does AND >= {C8_RARE_SHARE:.0%} of "
            f"inner channels have APoZ >= {C8_RARE_APOZ} on training images AND the APoZ-trimmed model loses "
            f"<= {C8_LOSS_PT} pt; refuted if APoZ's mean is not above random's (rarely active channels are no "
-           f"better to remove than any); qualified otherwise (ahead, but not clearly or on fewer seeds, few rare "
-           f"channels, or a larger loss). L1 (Li et al.) is reported beside it")
+           "better to remove than any); qualified otherwise (ahead, but not clearly or on fewer seeds, few rare "
+           "channels, or a larger loss). L1 (Li et al.) is reported beside it")
 
 
 @rule("C8", C8_TEXT)
@@ -308,10 +308,10 @@ C14_SPEEDUP = 1.1        # the slimmed model must be at least this much faster o
 
 
 C14_PRUNING_TEXT = (
-    f"pruning alone. Files: the fp32 sparse file (positions + fp32 values, no quantization) of the sparsest "
+    "pruning alone. Files: the fp32 sparse file (positions + fp32 values, no quantization) of the sparsest "
     f"fine-tuned model within {C14_LOSS_PT} pt on validation is <= {C14_FILE_SHARE:.0%} of the dense fp32 file, "
     f"fits the course's flash ({FLASH_BYTES:,} B, measure.FLASH_BYTES) and its model loses <= {C14_LOSS_PT} pt on test; pruning + "
-    f"int8 is reported as the combination it is, not judged here. Latency: the channel trim chosen on validation "
+    "int8 is reported as the combination it is, not judged here. Latency: the channel trim chosen on validation "
     f"(APoZ, L1 or random, same shape) is >= {C14_SPEEDUP}x faster on the CPU (interleaved median) and loses "
     f"<= {C14_LOSS_PT} pt on test. Supported if both, qualified if one, refuted if neither")
 
@@ -338,7 +338,7 @@ C9_LOSS_PT = 1.0            # ... for at most this many points of test accuracy 
 C9_QUALIFIED_SAVING = 0.10  # qualified: at least this fraction removed ...
 C9_QUALIFIED_LOSS_PT = 3.0  # ... for at most this many points lost
 
-C9_TEXT = (f"measure whether the low-rank model chosen on validation keeps the reference's test accuracy with "
+C9_TEXT = ("measure whether the low-rank model chosen on validation keeps the reference's test accuracy with "
            f"fewer parameters: supported if >= {C9_SAVING:.0%} fewer parameters and <= {C9_LOSS_PT:g} pt lost; "
            f"qualified if >= {C9_QUALIFIED_SAVING:.0%} fewer and <= {C9_QUALIFIED_LOSS_PT:g} pt lost; otherwise refuted")
 
@@ -379,9 +379,9 @@ C10_KMEANS_RATIO = 0.25           # supported: file at most this fraction of the
 C10_KMEANS_LOSS_PT = 1.0          # ... and mean loss + seed std at most this many points
 C10_KMEANS_QUALIFIED_LOSS_PT = 3.0
 
-C10_KMEANS_TEXT = (f"measure whether k-means sharing keeps accuracy in a smaller file: for the codebook model chosen on "
-                   f"validation, loss = reference test accuracy - mean test accuracy over the fine-tune seeds, std = "
-                   f"their sample standard deviation (0 for one seed). Supported if its file (codebooks and packed "
+C10_KMEANS_TEXT = ("measure whether k-means sharing keeps accuracy in a smaller file: for the codebook model chosen on "
+                   "validation, loss = reference test accuracy - mean test accuracy over the fine-tune seeds, std = "
+                   "their sample standard deviation (0 for one seed). Supported if its file (codebooks and packed "
                    f"indices counted) is <= {C10_KMEANS_RATIO:.0%} of the fp32 file and loss + std <= "
                    f"{C10_KMEANS_LOSS_PT:g} pt (the whole band within {C10_KMEANS_LOSS_PT:g} pt); qualified if the file is "
                    f"smaller than fp32 and loss <= {C10_KMEANS_QUALIFIED_LOSS_PT:g} pt; otherwise refuted")
@@ -402,11 +402,12 @@ def c10_kmeans_rule(m: dict) -> str:
 
 C10_HASH_TOL_PT = 0.5   # a HashedNet "keeps up" if it is at most this many points below the equal-size plain net
 
-C10_HASH_TEXT = (f"measure whether random (hashed) sharing beats simply training a smaller net: at each compression "
-                 f"factor, margin = HashedNet test accuracy - that of a plain narrower net with the same number of real "
-                 f"parameters, as mean ± sample std over the seeds trained there (std 0 for one seed). A factor holds "
-                 f"if mean - std >= -{C10_HASH_TOL_PT:g} pt, fails if mean + std < -{C10_HASH_TOL_PT:g} pt, and is "
-                 f"unclear in between. Supported if every factor holds; refuted if every factor fails; otherwise qualified")
+C10_HASH_TEXT = ("measure whether random (hashed) sharing beats simply training a smaller net: at each compression "
+                 "factor, margin = HashedNet test accuracy - that of a plain narrower net with the same number of "
+                 "real parameters, as mean ± sample std over the seeds trained there (std 0 for one seed). A factor "
+                 f"holds if mean - std >= -{C10_HASH_TOL_PT:g} pt, fails if mean + std < -{C10_HASH_TOL_PT:g} pt, and "
+                 "is unclear in between. Supported if every factor holds; refuted if every factor fails; otherwise "
+                 "qualified")
 
 
 @rule("C10", C10_HASH_TEXT, name="hashing")
@@ -440,12 +441,12 @@ C11_MIN_SEEDS = 3      # seeds per arm before the gain can be called significant
 C11_P = 0.05           # one-sided significance level of the Welch t-test (distilled > scratch)
 C11_GOAL_PT = 0.5      # the v2 evidence goal for the gain (reported beside the verdict; it does not decide it)
 
-C11_TEXT = (f"measure whether a ResNet-8 trained under the teacher beats the same ResNet-8 trained from scratch "
-            f"with the same recipe, data and seeds: gain = mean test accuracy (distilled) - mean (scratch); "
-            f"one-sided Welch t-test of distilled > scratch over the seeds. supported if each arm has >= "
+C11_TEXT = ("measure whether a ResNet-8 trained under the teacher beats the same ResNet-8 trained from scratch "
+            "with the same recipe, data and seeds: gain = mean test accuracy (distilled) - mean (scratch); "
+            "one-sided Welch t-test of distilled > scratch over the seeds. supported if each arm has >= "
             f"{C11_MIN_SEEDS} seeds, gain > 0 and p < {C11_P}; refuted if gain <= 0; qualified otherwise (a positive "
             f"gain that is not significant, or fewer than {C11_MIN_SEEDS} seeds). Reported beside, not deciding: "
-            f"the fraction of the teacher-student gap closed, (distilled - scratch) / (teacher - scratch), and "
+            "the fraction of the teacher-student gap closed, (distilled - scratch) / (teacher - scratch), and "
             f"whether the gain reaches the +{C11_GOAL_PT:g} pt goal")
 
 
@@ -483,15 +484,15 @@ def rule_c11(m: dict) -> str:
 
 C12_TIE_PT = 0.5       # within this many points of the best compressed teacher, the student is on par
 
-C12_05_TEXT = (f"measure whether distillation keeps capability better than the other methods as a whole at equal "
-               f"size: d = the distilled student's mean test accuracy - that of the BEST compressed teacher, the "
-               f"teacher compressed by pruning, low rank, k-means sharing or quantization to no more than the "
-               f"student's size (nonzero parameters, or bytes of the method's own file on disk; each read back "
+C12_05_TEXT = ("measure whether distillation keeps capability better than the other methods as a whole at equal "
+               "size: d = the distilled student's mean test accuracy - that of the BEST compressed teacher, the "
+               "teacher compressed by pruning, low rank, k-means sharing or quantization to no more than the "
+               "student's size (nonzero parameters, or bytes of the method's own file on disk; each read back "
                f"from its file). supported if d >= +{C12_TIE_PT:g} pt (the student beats every compressed teacher); "
                f"refuted if d <= -{C12_TIE_PT:g} pt (some compressed teacher beats the student); qualified if "
                f"|d| < {C12_TIE_PT:g} pt (on par with the best). A baseline larger than the student is an error, not a "
-               f"comparison. Second axis, reported beside the verdict and not deciding it: CPU latency at batch 1 "
-               f"(candidates interleaved, median of rounds), as the student's speed-up over each compressed teacher")
+               "comparison. Second axis, reported beside the verdict and not deciding it: CPU latency at batch 1 "
+               "(candidates interleaved, median of rounds), as the student's speed-up over each compressed teacher")
 
 
 def c12_latency_axis(student_ms: float, baseline_ms: dict) -> dict:
@@ -585,7 +586,7 @@ def seeded_ahead(a: dict, b: dict) -> bool:
 C13_TEXT = ("measure whether combined pipelines beat the single methods on (bytes on disk, test accuracy), every "
             "model with the same fine-tune budget. Sweep: a method is dominated when each of its points is "
             "matched or beaten (no more bytes, no less accuracy) by some pipeline's point. Seeded pair: the "
-            f"best pipeline and the best single method, each chosen on validation (the smallest file within "
+            "best pipeline and the best single method, each chosen on validation (the smallest file within "
             f"{C13_CHOICE_PT:g} pt of the reference), re-run over seeds (mean ± std of test accuracy); a side is "
             "ahead when its file is no larger and either it is smaller and its mean is not below the other's "
             "by more than the sum of the two stds, or its mean − std exceeds the other's mean + std. "
@@ -674,11 +675,12 @@ def c3_capstone_rule(m: dict) -> str:
     return "qualified" if c1 >= 2.0 or c3 >= 4.0 else "refuted"
 
 
-C12_CAPSTONE_TEXT = (f"capstone view, measure whether distillation keeps capability better than the other methods "
-                     f"as a whole at equal size on disk: d = the distilled student's test accuracy - the best test "
-                     f"accuracy of any other single method (quantization, pruning, sharing) at no more bytes on disk "
-                     f"than the student's file. Supported if d >= +{C12_TIE_PT:g} pt; refuted if d <= -{C12_TIE_PT:g} "
-                     f"pt; qualified in between, and when no other method reaches the student's size")
+C12_CAPSTONE_TEXT = ("capstone view, measure whether distillation keeps capability better than the other "
+                     "methods as a whole at equal size on disk: d = the distilled student's test accuracy - the "
+                     "best test accuracy of any other single method (quantization, pruning, sharing) at no more "
+                     f"bytes on disk than the student's file. Supported if d >= +{C12_TIE_PT:g} pt; refuted if d "
+                     f"<= -{C12_TIE_PT:g} pt; qualified in between, and when no other method reaches the "
+                     "student's size")
 
 
 @rule("C12", C12_CAPSTONE_TEXT, name="capstone")
