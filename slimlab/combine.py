@@ -476,10 +476,10 @@ def c12_student_bytes(model: nn.Module, path: str | os.PathLike) -> int:
 
 
 def write_compressed(model: nn.Module, method: str, path: str | os.PathLike) -> int:
-    """Write a compressed teacher with its method's own file format; returns the bytes on disk:
-    'prune' -> `prune.save_sparse` (bit mask + fp32 nonzero values), 'low-rank' and 'kmeans' ->
-    `share.export_shared` (factors; codebooks + packed indices), 'quantize' -> `quantize.save_quantized`
-    (packed integer codes + scales)."""
+    """Write a compressed teacher with its method's save function, all in the course's one packed format
+    (`slimlab.packing`); returns the bytes on disk: 'prune' -> `prune.save_sparse` (positions + fp32
+    nonzero values), 'low-rank' and 'kmeans' -> `share.export_shared` (factors; codebooks + packed
+    indices), 'quantize' -> `quantize.save_quantized` (packed integer codes + scales)."""
     from . import prune, quantize, share
     _c12_method(method)
     if method == "prune":
