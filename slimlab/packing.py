@@ -473,9 +473,10 @@ def pack_state(path: str | os.PathLike, arch: dict, state: dict[str, torch.Tenso
     keys = {f"{n}.weight": n for n in layers}
     stray = sorted((set(sparse) | set(grids)) - set(keys.values()))
     missing = sorted(k for k in keys if k not in state)
-    if stray or missing:
-        raise ValueError(f"pack_state: {'layers not in layers: ' + str(stray) if stray else ''}"
-                         f"{'weights not in state: ' + str(missing) if missing else ''}")
+    if stray:
+        raise ValueError(f"sparse / grids name layers that are not in layers: {stray}")
+    if missing:
+        raise ValueError(f"the state has no weight for these layers: {missing}")
     w = PackWriter(arch, meta=meta, max_gap=max_gap)
     for key, t in state.items():
         if key in keys:

@@ -181,6 +181,18 @@ def test_packed_bad_inputs(tmp_path):
         K.load_packed(tmp_path / "bad")
     with pytest.raises(FileNotFoundError):
         K.load_packed(tmp_path / "missing")
+    w = {"a.weight": torch.ones(2, 2)}
+    with pytest.raises(ValueError, match=r"not in layers: \['b'\]"):
+        K.pack_state(tmp_path / "x", {"name": "resnet8"}, w, layers=["a"], sparse={"b": True})
+    with pytest.raises(ValueError, match=r"no weight for these layers: \['z.weight'\]"):
+        K.pack_state(tmp_path / "x", {"name": "resnet8"}, w, layers=["z"])
+    with pytest.raises(ValueError, match="sparse must be True, False or 'auto'"):
+        K.PackWriter({"name": "resnet8"}).weight("a", w["a.weight"], sparse="maybe")
+    with pytest.raises(ValueError, match="the grid's index has shape"):
+        K.PackWriter({"name": "resnet8"}).weight("a", w["a.weight"], grid=K.CodebookGrid(torch.ones(2), torch.zeros(3, dtype=torch.long), 1))
+    with pytest.raises(TypeError, match="arch must be"):
+        K.PackWriter({"width": 1})
+    assert not (tmp_path / "x").exists()
 
 
 # ------------------------------------------------------------------------------------ the one format
