@@ -213,12 +213,12 @@ def prune_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: StepConf
     """A copy of `model` pruned to `cfg.sparsity` (layer-wise magnitude) gradually during a fine-tune of
     `steps` (default `cfg.steps`; Zhu & Gupta's cubic schedule, slimlab.prune), under `teacher` if
     given; zeros baked in."""
-    from .prune import gradual_pruning, remove_masks
+    from .prune import gradual_pruning, remove_masks_
     cfg.validate()
     m = baked_copy(model).cpu()
     hook = gradual_pruning(m, cfg.sparsity)
     m = _fit(m, x, y, steps or cfg.steps, cfg, teacher, hook, f"prune to {cfg.sparsity:.0%}", progress)
-    return remove_masks(m).eval()
+    return remove_masks_(m).eval()
 
 
 def share_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: StepConfig, steps: int | None = None, *,
@@ -578,7 +578,7 @@ def c12_finetune_config(steps: int, seed: int = 0, batch_size: int = 128):
     return cfg
 
 
-def c12_finetune(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, *, seed: int = 0,
+def c12_finetune_(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, *, seed: int = 0,
                  batch_size: int = 128, progress: bool = True, desc: str = "fine-tune") -> nn.Module:
     """Fine-tune a compressed teacher in place for `steps` steps with `train.fit`; returns it (CPU, eval).
     Its compression survives: pruning masks and k-means codebooks are parametrizations that `fit`
@@ -605,7 +605,7 @@ def c12_baseline(teacher: nn.Module, name: str, method: str, matched: str, param
     if finetune_steps and method != "quantize":
         if train is None:
             raise ValueError("fine-tuning a baseline needs train=(images, labels)")
-        model = c12_finetune(model, train[0], train[1], finetune_steps, progress=progress, desc=f"fine-tune {name}")
+        model = c12_finetune_(model, train[0], train[1], finetune_steps, progress=progress, desc=f"fine-tune {name}")
     file_bytes = write_compressed(model, method, path)
     back = read_compressed(method, path)
     pc = count_params(back)

@@ -7,9 +7,9 @@ needs a slimlab ResNet).
 * Unstructured pruning: exact-count magnitude masks, layer-wise or global (the same masks as
   `torch.nn.utils.prune.l1_unstructured` / `global_unstructured` where no two |w| tie; ties go by
   position), one-shot or gradual (Zhu & Gupta's cubic schedule through `fit`'s `on_step` hook), a random
-  baseline with the same per-layer counts, and `recalibrate_bn` for one-shot models. A mask is a
+  baseline with the same per-layer counts, and `recalibrate_bn_` for one-shot models. A mask is a
   `torch.nn.utils.parametrize` parametrization on `weight`, so the original stays reachable, training
-  through `fit` keeps pruned weights at zero, and `remove_masks` removes masks only (C7).
+  through `fit` keeps pruned weights at zero, and `remove_masks_` removes masks only (C7).
 * Activation statistics: APoZ (average percentage of zeros after a ReLU, Hu et al. 2016,
   arXiv 1607.03250) per channel, gathered with forward hooks that a context manager removes (C8).
 * Structured pruning that physically removes channels. Our ResNets use option-A (parameter-free)
@@ -232,8 +232,9 @@ def _mask_of(mod: nn.Module) -> Mask | None:
     return next((p for p in mod.parametrizations.weight if isinstance(p, Mask)), None)
 
 
-def apply_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> nn.Module:
-    """Put each mask on its layer's `weight` as a `Mask` parametrization (or update the one there); returns model."""
+def apply_masks_(model: nn.Module, masks: dict[str, torch.Tensor]) -> nn.Module:
+    """Put each mask on its layer's `weight` as a `Mask` parametrization (or update the one there), in
+    place; returns model."""
     mods = prunable_layers(model, list(masks))
     for n, mask in masks.items():
         mod = mods[n]
@@ -254,7 +255,7 @@ def get_masks(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 @torch.no_grad()
-def remove_masks(model: nn.Module) -> nn.Module:
+def remove_masks_(model: nn.Module) -> nn.Module:
     """Make the masks permanent, in place: the zeros go into the weights and the `Mask`
     parametrizations go; any other parametrization on the same weight (a fake-quantizer, a codebook)
     stays, computing on the masked weight as before. Returns model.
@@ -299,7 +300,7 @@ def prune_magnitude(model: nn.Module, sparsity: float, scope: str = "layer",
                     layers: list[str] | None = None) -> nn.Module:
     """One-shot magnitude pruning of a copy of `model`; the copy carries `Mask` parametrizations."""
     out = baked_copy(model)
-    return apply_masks(out, magnitude_masks(out, sparsity, scope, layers))
+    return apply_masks_(out, magnitude_masks(out, sparsity, scope, layers))
 
 
 def prune_random(model: nn.Module, sparsity: float, layers: list[str] | None = None, seed: int = 0,
@@ -307,7 +308,7 @@ def prune_random(model: nn.Module, sparsity: float, layers: list[str] | None = N
     """Random pruning of a copy of `model` (layer-wise, or with the per-layer counts of `like`)."""
     out = baked_copy(model)
     masks = shuffle_masks(like, seed) if like is not None else random_masks(out, sparsity, layers, seed)
-    return apply_masks(out, masks)
+    return apply_masks_(out, masks)
 
 
 def cubic_sparsity(step: int, total: int, final: float, initial: float = 0.0,
@@ -332,13 +333,13 @@ def gradual_pruning(model: nn.Module, final: float, scope: str = "layer", layers
     check_choice(scope, SCOPES, "scope")
     if not isinstance(every, int) or every < 1:
         raise ValueError(f"every must be an int >= 1, got {every!r}")
-    apply_masks(model, magnitude_masks(model, initial, scope, layers))
+    apply_masks_(model, magnitude_masks(model, initial, scope, layers))
 
     def on_step(step: int, total: int, net: nn.Module) -> None:
         if step % every == 0 or step == total:
             s = cubic_sparsity(step, total, final, initial, begin, end)
             with torch.no_grad():
-                apply_masks(net, magnitude_masks(net, s, scope, layers))
+                apply_masks_(net, magnitude_masks(net, s, scope, layers))
     return on_step
 
 
@@ -355,13 +356,13 @@ def pruned_copy(model: nn.Module, sparsity: float, variant: str, scope: str = "g
     """The starting point of one fine-tune variant at `sparsity`: one-shot magnitude masks ('magnitude'),
     random masks with the same per-layer counts as those ('random'), or the unmasked model ('gradual',
     which `gradual_pruning` prunes during the fine-tune). With training images `bn_x`, the one-shot
-    models get their batch-norm statistics recalibrated on them (`recalibrate_bn`)."""
+    models get their batch-norm statistics recalibrated on them (`recalibrate_bn_`)."""
     check_choice(variant, FINETUNE_VARIANTS, "variant")
     if variant == "gradual":
         return baked_copy(model)
     mag = prune_magnitude(model, sparsity, scope)
     out = mag if variant == "magnitude" else prune_random(model, sparsity, like=get_masks(mag), seed=seed)
-    return recalibrate_bn(out, bn_x) if bn_x is not None else out
+    return recalibrate_bn_(out, bn_x) if bn_x is not None else out
 
 
 def finetune_pruned(model: nn.Module, sparsity: float, variant: str, train: tuple[torch.Tensor, torch.Tensor],
@@ -383,7 +384,7 @@ def finetune_pruned(model: nn.Module, sparsity: float, variant: str, train: tupl
 
 
 @torch.no_grad()
-def recalibrate_bn(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> nn.Module:
+def recalibrate_bn_(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> nn.Module:
     """Re-estimate every BatchNorm's running mean and variance on images `x` (training images), in
     place: statistics reset, then one pass over `x` in train mode with a cumulative average
     (momentum None), no gradients, no weight changes. Returns model, in the mode it came in.
@@ -424,7 +425,7 @@ def sensitivity(model: nn.Module, x: torch.Tensor, y: torch.Tensor, sparsities: 
         raise ValueError("sparsities must hold at least one value in [0, 1)")
     mods = prunable_layers(model, layers)
     if any(parametrize.is_parametrized(m, "weight") for m in mods.values()):
-        raise ValueError("sensitivity needs an unmasked model; call remove_masks on a copy first")
+        raise ValueError("sensitivity needs an unmasked model; call remove_masks_ on a copy first")
     out = {}
     for n, m in tqdm(mods.items(), desc="sensitivity", disable=not progress):
         saved = m.weight.detach().clone()
@@ -543,7 +544,7 @@ def slim_channels(model: nn.Module, keep: dict[str, torch.Tensor]) -> nn.Module:
     if unknown:
         raise ValueError(f"unknown block(s) {unknown}; blocks are: {', '.join(bl)}")
     if any(parametrize.is_parametrized(m, "weight") for m in model.modules()):
-        raise ValueError("slim_channels needs an unmasked model; call remove_masks on a copy first")
+        raise ValueError("slim_channels needs an unmasked model; call remove_masks_ on a copy first")
     out = copy.deepcopy(model).cpu().to(memory_format=torch.contiguous_format)
     new_blocks = blocks(out)
     inner = dict(getattr(out, "arch", {}).get("inner_channels", {}))
@@ -748,7 +749,7 @@ def oneshot_part(config: dict, *, reference, data) -> dict:
     m_rand = prune_random(base, s, like=get_masks(m_layer), seed=config["seed"])
     stale = evaluate(m_rand, *val)["acc"]
     for m in (m_layer, m_glob, m_rand):          # both arms: BN statistics re-estimated on training images
-        recalibrate_bn(m, stats_x)
+        recalibrate_bn_(m, stats_x)
     return dict(zip(ONESHOT_CURVES, [evaluate(m, *val)["acc"] for m in (m_layer, m_glob, m_rand)] + [stale]))
 
 

@@ -11,7 +11,7 @@ Layers of this module, from the bottom up:
 * fake quantization — `fake_quantize` (straight-through estimator masked on the rounded code, as
   `torch.fake_quantize_per_channel_affine`), `WeightFakeQuant` (a `torch.nn.utils.parametrize`
   parametrization on a weight) and `ActFakeQuant` (a small module);
-* models — `bn_pairs` / `fold_bn`, `QuantConfig`, `quantize_model` (PTQ), `calibrate`; QAT is
+* models — `bn_pairs` / `fold_bn`, `QuantConfig`, `quantize_model` (PTQ), `calibrate_`; QAT is
   `train.fit` on the result (no second loop). A pruned model keeps its masks;
 * storage — `save_quantized` / `load_quantized` (packed integer weights plus scales and zero-points,
   in the course's one packed format, `slimlab.packing`);
@@ -381,7 +381,7 @@ class ActFakeQuant(nn.Module):
                     self._samples.append(flat[torch.randperm(flat.numel(), generator=self._gen)[:k]])
             return x
         if not bool(self.calibrated):
-            raise RuntimeError("ActFakeQuant is not calibrated: run slimlab.quantize.calibrate(model, images) first")
+            raise RuntimeError("ActFakeQuant is not calibrated: run slimlab.quantize.calibrate_(model, images) first")
         return fake_quantize(x, self.scale, self.zero_point, self.bits, self.symmetric, None)
 
     def extra_repr(self) -> str:
@@ -513,7 +513,7 @@ def quantize_model(model: nn.Module, config: QuantConfig | None = None, calib_x:
     m = fold_bn(model) if cfg.fold_bn else copy.deepcopy(model).eval()
     m = _wrap(m, cfg)
     if cfg.act_bits is not None:
-        calibrate(m, calib_x, batch_size=batch_size, progress=progress)
+        calibrate_(m, calib_x, batch_size=batch_size, progress=progress)
     return m
 
 
@@ -540,8 +540,9 @@ def _wrap(m: nn.Module, cfg: QuantConfig, weights: bool = True) -> nn.Module:
 
 
 @torch.no_grad()
-def calibrate(model: nn.Module, x: torch.Tensor, *, batch_size: int = 256, progress: bool = False) -> nn.Module:
-    """Run uint8 images `x` through `model` with every `ActFakeQuant` observing, then freeze them."""
+def calibrate_(model: nn.Module, x: torch.Tensor, *, batch_size: int = 256, progress: bool = False) -> nn.Module:
+    """Run uint8 images `x` through `model` with every `ActFakeQuant` observing, then freeze them (in
+    place); returns model."""
     from tqdm.auto import tqdm
 
     from .data import to_float

@@ -427,7 +427,7 @@ def shared_layers(model: nn.Module) -> dict[str, Codebook]:
     return out
 
 
-def unshare(model: nn.Module) -> nn.Module:
+def unshare_(model: nn.Module) -> nn.Module:
     """Make the sharing permanent in place: plain weights equal to codebook[index]; returns `model`."""
     for name in shared_layers(model):
         parametrize.remove_parametrizations(model.get_submodule(name), "weight", leave_parametrized=True)

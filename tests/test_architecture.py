@@ -63,3 +63,17 @@ def test_imports_respect_the_layers(module):
         if not (lower or same_layer_ok or (module, dep) in ALLOWED):
             bad.append(f"{module} (layer {LAYERS[module]}) imports {dep} (layer {LAYERS[dep]})")
     assert not bad, "; ".join(bad)
+
+
+@pytest.mark.parametrize("module", ["scaling", "quantize", "prune", "share", "distill", "deploy", "combine"])
+def test_functions_that_change_their_model_in_place_end_in_an_underscore(module):
+    """The README's naming rule: a public function whose docstring says it works in place is named
+    `name_` (as torch's `Tensor.add_`); one that returns a new model does not say so."""
+    tree = ast.parse((PKG / f"{module}.py").read_text())
+    wrong = []
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and not node.name.startswith("_"):
+            doc = " ".join((ast.get_docstring(node) or "").split())
+            if "in place" in doc and not node.name.endswith("_"):
+                wrong.append(node.name)
+    assert not wrong, f"{module}: {wrong} work in place but lack the trailing underscore"

@@ -84,8 +84,8 @@ def _data(n=64, seed=0):
 
 
 def test_share_sparse_uses_share_codebook_and_zeros_stay_zero_through_finetuning():
-    from slimlab.prune import prune_magnitude, remove_masks
-    pruned = remove_masks(prune_magnitude(_tiny(), 0.8))
+    from slimlab.prune import prune_magnitude, remove_masks_
+    pruned = remove_masks_(prune_magnitude(_tiny(), 0.8))
     data = _data()
     cfg = C.StepConfig(steps=3, batch_size=16, share_bits=2, lr=0.05)
     m = C.share_step(pruned, data.train_x, data.train_y, cfg, progress=False)

@@ -105,18 +105,18 @@ def test_finetune_keeps_each_compression():
     m = prune.prune_magnitude(_tiny(0), 0.6, "global")
     zeros = {n: w == 0 for n, w in baked_state_dict(m).items() if n.endswith("weight") and w.dim() > 1}
     before = baked_state_dict(m)
-    m = C.c12_finetune(m, x, y, steps=2, progress=False)
+    m = C.c12_finetune_(m, x, y, steps=2, progress=False)
     after = baked_state_dict(m)
     assert all(bool((after[n][z] == 0).all()) for n, z in zeros.items())     # pruned weights stay zero
     assert any(not torch.equal(after[n], before[n]) for n in zeros)         # and it did train
     k = share.kmeans_share(_tiny(0), share.KMeansConfig(bits=2, grad="mean"))
-    k = C.c12_finetune(k, x, y, steps=2, progress=False)
+    k = C.c12_finetune_(k, x, y, steps=2, progress=False)
     assert share.shared_layers(k)                                                  # still shared after training
     for name, w in baked_state_dict(k).items():                                    # <= 2^2 distinct values a layer
         if name.endswith("weight") and w.dim() > 1:
             assert w.unique().numel() <= 4, name
     with pytest.raises(ValueError, match="steps must be >= 1"):
-        C.c12_finetune(m, x, y, steps=0)
+        C.c12_finetune_(m, x, y, steps=0)
 
 
 def test_compress_to_size_rejects_bad_input(tmp_path):

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from slimlab import models
 from slimlab import packing as K
 from slimlab.files import CheckpointError, write_container
-from slimlab.prune import prune_magnitude, remove_masks
+from slimlab.prune import prune_magnitude, remove_masks_
 from slimlab.train import predict
 
 
@@ -106,7 +106,7 @@ def _tiny(seed=0):
 @pytest.mark.parametrize("kw", [dict(sparse=False), dict(sparse=True), dict(sparse=True, entropy=True)])
 @pytest.mark.parametrize("sparsity", [0.3, 0.9])
 def test_packed_file_round_trips_values_exactly(tmp_path, kw, sparsity):
-    m = remove_masks(prune_magnitude(_tiny(), sparsity))
+    m = remove_masks_(prune_magnitude(_tiny(), sparsity))
     rep = K.save_packed(m, tmp_path / "m.slpk", **kw)
     assert rep.bytes == (tmp_path / "m.slpk").stat().st_size == sum(rep.parts.values())
     back = K.load_packed(tmp_path / "m.slpk")
@@ -123,7 +123,7 @@ def test_packed_file_round_trips_values_exactly(tmp_path, kw, sparsity):
 
 
 def test_each_layer_takes_the_cheaper_position_code(tmp_path):
-    m = remove_masks(prune_magnitude(_tiny(), 0.7))
+    m = remove_masks_(prune_magnitude(_tiny(), 0.7))
     rep = K.save_packed(m, tmp_path / "m.slpk")
     total = 0
     for name, layer in models.weight_layers(m).items():
@@ -137,7 +137,7 @@ def test_each_layer_takes_the_cheaper_position_code(tmp_path):
 
 def test_codebooks_and_grids_in_the_file(tmp_path):
     from slimlab.combine import share_sparse
-    pruned = remove_masks(prune_magnitude(_tiny(), 0.8))
+    pruned = remove_masks_(prune_magnitude(_tiny(), 0.8))
     shared = share_sparse(pruned, 3)
     rep = K.save_packed(shared, tmp_path / "s.slpk")
     back = K.load_packed(tmp_path / "s.slpk")
@@ -327,7 +327,7 @@ def _damaged_copies(path, tmp_path) -> dict[str, "Path"]:
 
 
 def test_damaged_truncated_or_foreign_files_raise_one_error_naming_them(tmp_path):
-    m = remove_masks(prune_magnitude(_tiny(), 0.5))
+    m = remove_masks_(prune_magnitude(_tiny(), 0.5))
     K.save_packed(m, tmp_path / "ok.slpk")
     for name, p in _damaged_copies(tmp_path / "ok.slpk", tmp_path).items():
         with pytest.raises(CheckpointError, match=rf"{p.name} .*(not a|damaged|truncated)"):
@@ -347,7 +347,7 @@ def _rewrite_header(src, dst, change):
 
 
 def test_version_one_files_still_read_and_newer_ones_are_refused(tmp_path):
-    m = remove_masks(prune_magnitude(_tiny(), 0.6))
+    m = remove_masks_(prune_magnitude(_tiny(), 0.6))
     K.save_packed(m, tmp_path / "v2.slpk", value_bits=4)
     ref = K.load_packed(tmp_path / "v2.slpk")
 

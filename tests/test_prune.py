@@ -179,7 +179,7 @@ def test_remove_masks_keeps_other_parametrizations():
     parametrize.register_parametrization(m.conv1, "weight", Round8())
     parametrize.register_parametrization(m.fc, "weight", WeightFakeQuant(4))
     before = {n: l.weight.detach().clone() for n, l in P.prunable_layers(m).items()}
-    P.remove_masks(m)
+    P.remove_masks_(m)
     assert P.get_masks(m) == {}
     assert [type(p) for p in m.conv1.parametrizations.weight] == [Round8]
     assert [type(p) for p in m.fc.parametrizations.weight] == [WeightFakeQuant]
@@ -191,17 +191,17 @@ def test_remove_masks_keeps_other_parametrizations():
     # a mask registered after another parametrization cannot be folded into the original
     q = P.baked_copy(base)
     parametrize.register_parametrization(q.conv1, "weight", Round8())
-    P.apply_masks(q, {"conv1": masks["conv1"]})
+    P.apply_masks_(q, {"conv1": masks["conv1"]})
     assert torch.equal(P.get_masks(q)["conv1"], masks["conv1"])
     with pytest.raises(ValueError, match="conv1.weight has a Mask after another parametrization"):
-        P.remove_masks(q)
+        P.remove_masks_(q)
 
 
 def test_recalibrate_bn_by_hand():
     m = tiny()
     x = images(12)
     before = m.layer1[0].conv1.weight.detach().clone()
-    P.recalibrate_bn(m, x, batch_size=4)
+    P.recalibrate_bn_(m, x, batch_size=4)
     assert not m.training and m.bn1.momentum == 0.1                    # mode and momentum restored
     with torch.no_grad():
         pre = m.conv1(m.normalize(x.float() / 255))                     # the stem BN's input, by hand
@@ -217,7 +217,7 @@ def test_recalibrate_bn_rescues_random_one_shot_pruning():
     are standardised again on those images (mean ~ beta)."""
     m = P.prune_random(tiny(width=0.5), 0.7, seed=0)
     x = images(32)
-    P.recalibrate_bn(m, x, batch_size=32)
+    P.recalibrate_bn_(m, x, batch_size=32)
     seen = {}
     h = m.layer2[0].bn1.register_forward_hook(lambda mod, i, o: seen.setdefault("out", o.detach()))
     m(x.float() / 255)
@@ -243,7 +243,7 @@ def test_masks_are_parametrizations_and_remove_bakes_them_in():
     orig = m.conv1.parametrizations.weight.original
     torch.testing.assert_close(orig, base.conv1.weight, atol=0, rtol=0)  # the original stays reachable
     masks = P.get_masks(m)
-    P.remove_masks(m)
+    P.remove_masks_(m)
     assert not torch.nn.utils.parametrize.is_parametrized(m.conv1, "weight")
     torch.testing.assert_close(m.conv1.weight, base.conv1.weight * masks["conv1"], atol=0, rtol=0)
     assert set(m.state_dict()) == set(base.state_dict())
@@ -649,8 +649,8 @@ BAD = [
     (lambda m: P.random_masks(m, 1.5), ValueError, r"sparsity must be a finite number in \[0, 1\)"),
     (lambda m: P.random_masks(m, 0.5, layers=["x"]), ValueError, "unknown layer"),
     (lambda m: P.shuffle_masks({}), ValueError, "non-empty dict"),
-    (lambda m: P.apply_masks(m, {"conv1": torch.ones(3, dtype=torch.bool)}), ValueError, "has shape"),
-    (lambda m: P.apply_masks(m, {"nope": torch.ones(3, dtype=torch.bool)}), ValueError, "unknown layer"),
+    (lambda m: P.apply_masks_(m, {"conv1": torch.ones(3, dtype=torch.bool)}), ValueError, "has shape"),
+    (lambda m: P.apply_masks_(m, {"nope": torch.ones(3, dtype=torch.bool)}), ValueError, "unknown layer"),
     (lambda m: P.prune_magnitude(m, 1.0), ValueError, r"sparsity must be a finite number in \[0, 1\)"),
     (lambda m: P.prune_random(m, 2.0), ValueError, r"sparsity must be a finite number in \[0, 1\)"),
     (lambda m: P.cubic_sparsity(1, 10, 1.0), ValueError, r"final must be a finite number in \[0, 1\)"),
@@ -693,7 +693,7 @@ BAD = [
     (lambda m: P.save_dense(nn.Linear(2, 2), NEVER), ValueError, "must be a slimlab ResNet"),
     (lambda m: models.from_arch({"width": 1.0}), ValueError, "arch must be a slimlab model's .arch"),
     (lambda m: P.magnitude_masks(_with_nan(m), 0.5), ValueError, r"weight of layer1.0.conv2 holds 1 NaN"),
-    (lambda m: P.recalibrate_bn(m, torch.zeros(3, 32, 32)), ValueError, "x must have 4 dims"),
+    (lambda m: P.recalibrate_bn_(m, torch.zeros(3, 32, 32)), ValueError, "x must have 4 dims"),
     (lambda m: P.torch_pruning_channels(m, 1.0), ValueError, r"fraction must be a finite number in \[0, 1\)"),
 ]
 

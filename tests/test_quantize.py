@@ -458,7 +458,7 @@ def test_prune_quantize_save_load_round_trip(tiny, tmp_path):
     from slimlab import prune
     from slimlab.data import to_float
     model, x = tiny
-    pruned = prune.apply_masks(Q.copy.deepcopy(model), prune.magnitude_masks(model, 0.6))
+    pruned = prune.apply_masks_(Q.copy.deepcopy(model), prune.magnitude_masks(model, 0.6))
     masks = prune.get_masks(pruned)
     qm = Q.quantize_model(pruned, Q.QuantConfig(bits=4, act_bits=8), x)
     for name, mask in masks.items():                             # masks kept under the quantizer
@@ -605,7 +605,7 @@ def test_bad_model_and_config(tiny, tmp_path):
     with pytest.raises(ValueError, match="bits must be in 1..16"):
         Q.quantize_model(model, Q.QuantConfig(bits=0, act_bits=None))
     with pytest.raises(ValueError, match="calibration images must be"):
-        Q.calibrate(model, torch.empty(0, 3, 32, 32))
+        Q.calibrate_(model, torch.empty(0, 3, 32, 32))
     with pytest.raises(TypeError, match="model must be an nn.Module"):
         Q.fold_bn(None)
     with pytest.raises(FileNotFoundError):

@@ -234,7 +234,7 @@ def test_kmeans_penalty_is_zero_on_a_shared_model_and_kmeans_error_too():
     torch.manual_seed(12)
     model = models.build("resnet8", width=0.25)
     assert S.kmeans_error(model, 2) > 0.01
-    shared = S.unshare(S.kmeans_share(model, S.KMeansConfig(bits=2)))
+    shared = S.unshare_(S.kmeans_share(model, S.KMeansConfig(bits=2)))
     assert S.kmeans_error(shared, 2) == pytest.approx(0.0, abs=1e-10)
     assert float(S.KMeansPenalty(bits=2)(shared).detach()) == pytest.approx(0.0, abs=1e-8)
     assert S.kmeans_error(model, 8) < S.kmeans_error(model, 2)   # more centroids, less error
@@ -330,7 +330,7 @@ def test_after_a_codebook_fine_tune_every_layer_holds_at_most_2b_values(bits):
         assert torch.equal(w, p.codebook.detach()[p.index])          # every weight is its centroid
     probe = torch.rand(4, 3, 32, 32)
     assert_close(baked(probe), sm(probe), atol=1e-5, rtol=1e-5)
-    S.unshare(sm)
+    S.unshare_(sm)
     assert not S.shared_layers(sm)
     for name in after:
         assert torch.equal(sm.get_submodule(name).weight, baked.get_submodule(name).weight)
