@@ -8,12 +8,16 @@
    index loads, with all its figures (every <img> decoded, naturalWidth > 0). Screenshot of the index.
 3. The landing page lists the 14 claims, each with its full-profile verdict(s) in the verdict's colour
    (or "missing"), and its key figures (PNG files beside it) load.
+4. One static fallback figure (what a page shows where a widget cannot run): on the rendered
+   05_distillation page, the code cell containing "The temperature slider, static" shows a loaded
+   image. Rendered from the committed notebooks/ when the site's source notebooks lack that output.
 
 Everything runs offline: requests leaving localhost are refused (the site's CDN scripts for MathJax
 and require.js are optional). Servers are stopped in every case. Run with `make test-browser`.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -38,6 +42,8 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 RUN_TIMEOUT_S = float(os.environ.get("SLIMLAB_BROWSER_RUN_TIMEOUT", "420"))   # run-all: a hang guard (02 compiles two models)
 START_TIMEOUT_S = 120.0                                                       # a server coming up
+FALLBACK_NOTEBOOK = "05_distillation"          # a static fallback figure: the temperature slider drawn at six T
+FALLBACK_MARKER = "The temperature slider, static"
 LAB_SETTINGS = {  # JupyterLab user settings for the run: no autosave (the notebook file stays as committed),
     # every cell in the DOM, no news fetching
     "@jupyterlab/docmanager-extension/plugin.jupyterlab-settings": {"autosave": False},
@@ -150,19 +156,57 @@ def _shutdown_kernels(base: str, token: str) -> None:
         pass
 
 
-@pytest.fixture(scope="session")
-def site_server(site_dir):
+@contextlib.contextmanager
+def _http_server(directory: Path, log: Path, probe: str):
+    """`python -m http.server` on 127.0.0.1 serving `directory`, up once `probe` answers; yields (base, port)."""
     port = _free_port()
-    log = site_dir.parent / "site_server.log"
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
-                                 "--directory", str(site_dir)], stdout=out, stderr=subprocess.STDOUT,
+                                 "--directory", str(directory)], stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     try:
-        _wait_http(f"http://127.0.0.1:{port}/index.html", proc, log)
+        _wait_http(f"http://127.0.0.1:{port}/{probe}", proc, log)
         yield f"http://127.0.0.1:{port}", port
     finally:
         _stop(proc)
+
+
+@pytest.fixture(scope="session")
+def site_server(site_dir):
+    with _http_server(site_dir, site_dir.parent / "site_server.log", "index.html") as served:
+        yield served
+
+
+@pytest.fixture(scope="session")
+def fallback_site(site_dir, tmp_path_factory):
+    """(folder, notebook): a site folder whose 05 page shows the static fallback figure, and the notebook the
+    page was rendered from. The site itself when the notebook it rendered holds that cell's output; else
+    (e.g. a clean checkout whose results/full/notebooks predate the fallback) the page is rendered here,
+    as the site renders it, from the committed notebooks/; skip when neither holds the figure."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import build_site
+    href = f"{FALLBACK_NOTEBOOK}.html"
+    page = next((p for p in json.loads((site_dir / "site.json").read_text())["pages"] if p["href"] == href), None)
+    if page is not None and build_site.cell_has_image(build_site.ROOT / page["source"], FALLBACK_MARKER):
+        return site_dir, page["source"]
+    committed = build_site.ROOT / "notebooks" / f"{FALLBACK_NOTEBOOK}.ipynb"
+    if not build_site.cell_has_image(committed, FALLBACK_MARKER):
+        pytest.skip(f"no static fallback figure to check: neither the site's source "
+                    f"({page['source'] if page else 'no ' + href}) nor {build_site._rel(committed)} holds an "
+                    f"image output of the code cell containing {FALLBACK_MARKER!r} (run the notebook and "
+                    f"commit it with its outputs)")
+    out = tmp_path_factory.mktemp("fallback_site")
+    print(f"\nfallback: the site's {href} comes from {page['source'] if page else '?'} without the figure; "
+          f"rendering {build_site._rel(committed)}")
+    build_site.render_pages([committed], out)
+    return out, build_site._rel(committed)
+
+
+@pytest.fixture(scope="session")
+def fallback_server(fallback_site):
+    folder, _ = fallback_site
+    with _http_server(folder, folder.parent / "fallback_server.log", f"{FALLBACK_NOTEBOOK}.html") as served:
+        yield served
 
 
 # ---------------------------------------------------------------- JupyterLab helpers (DOM of JupyterLab 4)
@@ -337,5 +381,31 @@ def test_landing_page_lists_the_claims_with_coloured_verdicts_and_a_figure(brows
         page.locator("img.key-figure").first.scroll_into_view_if_needed()
         page.screenshot(path=str(shots_dir / "site_landing_figure.png"))
         print(f"key figures: {len(shown)} loaded ({figs[0]}: {shown[0][1]} px wide)")
+    finally:
+        context.close()
+
+
+def test_a_static_fallback_figure_shows_on_the_site(browser, fallback_site, fallback_server, shots_dir):
+    folder, source = fallback_site
+    base, port = fallback_server
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    _offline(context, port)
+    page = context.new_page()
+    try:
+        resp = page.goto(f"{base}/{FALLBACK_NOTEBOOK}.html", wait_until="load", timeout=120_000)
+        assert resp is not None and resp.ok, f"{FALLBACK_NOTEBOOK}.html: HTTP {resp and resp.status}"
+        cells = page.locator(".jp-CodeCell").filter(has=page.locator(".jp-InputArea", has_text=FALLBACK_MARKER))
+        assert cells.count() == 1, f"expected one code cell containing {FALLBACK_MARKER!r}, found {cells.count()}"
+        cell = cells.first
+        images = cell.locator(".jp-OutputArea-output img")
+        assert images.count() >= 1, f"the cell {FALLBACK_MARKER!r} shows no image (page from {source})"
+        page.wait_for_function("c => Array.from(c.querySelectorAll('.jp-OutputArea-output img')).every(i => i.complete)",
+                               arg=cell.element_handle(), timeout=60_000)
+        widths = images.evaluate_all("is => is.map(i => i.naturalWidth)")
+        assert all(w > 0 for w in widths), f"a fallback figure did not load: naturalWidth {widths}"
+        images.first.scroll_into_view_if_needed()
+        page.screenshot(path=str(shots_dir / "site_fallback05.png"))
+        print(f"static fallback: {FALLBACK_NOTEBOOK}.html (from {source}, served from {folder}): "
+              f"{len(widths)} image(s), {widths[0]} px wide")
     finally:
         context.close()
