@@ -120,6 +120,28 @@ def test_student_stub_is_reported_as_not_done(notebooks, exercise):
 # --------------------------------------------------------------------------------------------- wrong versions
 # (exercise, label, code, a word of the case that must catch it, a word of the hint printed)
 
+# a correct distillation step; the wrong versions of 05-kd-step below each change one thing in it
+_KD_STEP_OK = """
+import torch
+import torch.nn.functional as F
+def kd_step_student(student, teacher, x, y, optimizer, temperature, alpha):
+    T = temperature
+    teacher.eval(); student.train()
+    with torch.no_grad():
+        t = teacher(x)
+    s = student(x)
+    soft = F.kl_div(F.log_softmax(s / T, -1), F.softmax(t / T, -1), reduction="batchmean")
+    loss = (1 - alpha) * F.cross_entropy(s, y) + alpha * T * T * soft
+    optimizer.zero_grad(); loss.backward(); optimizer.step()
+    return loss.item()
+"""
+
+
+def _kd_mutant(old: str, new: str) -> str:
+    assert _KD_STEP_OK.count(old) == 1, old
+    return _KD_STEP_OK.replace(old, new)
+
+
 WRONG = [
     ("01-power-law-fit", "straight line in log-log, no floor", """
         import numpy as np
@@ -570,75 +592,14 @@ WRONG = [
                     new[e] = m.min() if new[d] - m.min() > m.max() - new[d] else m.max()
             return torch.sort(new).values.float()
         """, "two empty clusters", "second largest"),
-    ("05-kd-step", "forgets zero_grad", """
-        import torch
-        import torch.nn.functional as F
-        def kd_step_student(student, teacher, x, y, optimizer, temperature, alpha):
-            T = temperature
-            teacher.eval(); student.train()
-            with torch.no_grad():
-                t = teacher(x)
-            s = student(x)
-            soft = F.kl_div(F.log_softmax(s / T, -1), F.softmax(t / T, -1), reduction="batchmean")
-            loss = (1 - alpha) * F.cross_entropy(s, y) + alpha * T * T * soft
-            loss.backward(); optimizer.step()
-            return loss.item()
-        """, "two steps", "optimizer.zero_grad"),
-    ("05-kd-step", "teacher left in train mode", """
-        import torch
-        import torch.nn.functional as F
-        def kd_step_student(student, teacher, x, y, optimizer, temperature, alpha):
-            T = temperature
-            student.train()
-            with torch.no_grad():
-                t = teacher(x)
-            s = student(x)
-            soft = F.kl_div(F.log_softmax(s / T, -1), F.softmax(t / T, -1), reduction="batchmean")
-            loss = (1 - alpha) * F.cross_entropy(s, y) + alpha * T * T * soft
-            optimizer.zero_grad(); loss.backward(); optimizer.step()
-            return loss.item()
-        """, "train mode", "teacher.eval()"),
-    ("05-kd-step", "student left in eval mode", """
-        import torch
-        import torch.nn.functional as F
-        def kd_step_student(student, teacher, x, y, optimizer, temperature, alpha):
-            T = temperature
-            teacher.eval()
-            with torch.no_grad():
-                t = teacher(x)
-            s = student(x)
-            soft = F.kl_div(F.log_softmax(s / T, -1), F.softmax(t / T, -1), reduction="batchmean")
-            loss = (1 - alpha) * F.cross_entropy(s, y) + alpha * T * T * soft
-            optimizer.zero_grad(); loss.backward(); optimizer.step()
-            return loss.item()
-        """, "eval mode", "student.train()"),
-    ("05-kd-step", "teacher gets a gradient", """
-        import torch
-        import torch.nn.functional as F
-        def kd_step_student(student, teacher, x, y, optimizer, temperature, alpha):
-            T = temperature
-            teacher.eval(); student.train()
-            t = teacher(x)
-            s = student(x)
-            soft = F.kl_div(F.log_softmax(s / T, -1), F.softmax(t / T, -1), reduction="batchmean")
-            loss = (1 - alpha) * F.cross_entropy(s, y) + alpha * T * T * soft
-            optimizer.zero_grad(); loss.backward(); optimizer.step()
-            return loss.item()
-        """, "T = 4", "no gradient"),
-    ("05-kd-step", "forgets T²", """
-        import torch
-        import torch.nn.functional as F
-        def kd_step_student(student, teacher, x, y, optimizer, temperature, alpha):
-            T = temperature
-            teacher.eval(); student.train()
-            with torch.no_grad():
-                t = teacher(x)
-            s = student(x)
-            soft = F.kl_div(F.log_softmax(s / T, -1), F.softmax(t / T, -1), reduction="batchmean")
-            loss = (1 - alpha) * F.cross_entropy(s, y) + alpha * soft
-            optimizer.zero_grad(); loss.backward(); optimizer.step()
-            return loss.item()
-        """, "T = 4", "T²"),
+    ("05-kd-step", "forgets zero_grad", _kd_mutant("optimizer.zero_grad(); ", ""), "two steps", "optimizer.zero_grad"),
+    ("05-kd-step", "teacher left in train mode", _kd_mutant("teacher.eval(); student.train()", "student.train()"),
+     "train mode", "teacher.eval()"),
+    ("05-kd-step", "student left in eval mode", _kd_mutant("teacher.eval(); student.train()", "teacher.eval()"),
+     "eval mode", "student.train()"),
+    ("05-kd-step", "teacher gets a gradient", _kd_mutant("with torch.no_grad():\n        t = teacher(x)", "t = teacher(x)"),
+     "T = 4", "no gradient"),
+    ("05-kd-step", "forgets T²", _kd_mutant("alpha * T * T * soft", "alpha * soft"), "T = 4", "T²"),
     ("06-deploy-choice", "chooses on test accuracy", """
         def deploy_choice_student(candidates, flash_bytes, min_val_acc):
             ordered = sorted(candidates, key=lambda p: (p["bytes"], -p["test_acc"]))
