@@ -120,6 +120,33 @@ def test_student_stub_is_reported_as_not_done(notebooks, exercise):
 # --------------------------------------------------------------------------------------------- wrong versions
 # (exercise, label, code, a word of the case that must catch it, a word of the hint printed)
 
+# a correct block trim; the wrong versions of 03-trim-block below each change one thing in it
+_TRIM_OK = """
+import copy, torch
+from slimlab.models import resize_block
+def trim_block_student(block, x, fraction):
+    b = copy.deepcopy(block).eval()
+    with torch.no_grad():
+        apoz = (b.bn1(b.conv1(x)) <= 0).float().mean((0, 2, 3))
+    c = apoz.numel(); k = c - min(c - 1, round(fraction * c))
+    keep = torch.sort(torch.argsort(apoz, stable=True)[:k]).values
+    old1, oldbn, old2 = b.conv1, b.bn1, b.conv2
+    resize_block(b, k)
+    with torch.no_grad():
+        b.conv1.weight.copy_(old1.weight[keep]); b.conv2.weight.copy_(old2.weight[:, keep])
+        for n in ("weight", "bias", "running_mean", "running_var"):
+            getattr(b.bn1, n).copy_(getattr(oldbn, n)[keep])
+    h, w = x.shape[2] // old1.stride[0], x.shape[3] // old1.stride[1]
+    macs = 9 * h * w * k * (b.conv1.in_channels + b.conv2.out_channels)
+    return keep, b.eval(), sum(p.numel() for p in b.parameters()), macs
+"""
+
+
+def _trim_mutant(old: str, new: str) -> str:
+    assert _TRIM_OK.count(old) == 1, old
+    return _TRIM_OK.replace(old, new)
+
+
 # a correct distillation step; the wrong versions of 05-kd-step below each change one thing in it
 _KD_STEP_OK = """
 import torch
@@ -451,110 +478,21 @@ WRONG = [
                     p -= lr * p.grad
             return loss.item()
         """, "4-bit", "torch.clamp's own"),
-    ("03-trim-block", "removes the LOWEST APoZ", """
-        import copy, torch
-        from slimlab.models import resize_block
-        def trim_block_student(block, x, fraction):
-            b = copy.deepcopy(block).eval()
-            with torch.no_grad():
-                apoz = (b.bn1(b.conv1(x)) <= 0).float().mean((0, 2, 3))
-            c = apoz.numel(); k = c - min(c - 1, round(fraction * c))
-            keep = torch.sort(torch.argsort(apoz, descending=True)[:k]).values
-            old1, oldbn, old2 = b.conv1, b.bn1, b.conv2
-            resize_block(b, k)
-            with torch.no_grad():
-                b.conv1.weight.copy_(old1.weight[keep]); b.conv2.weight.copy_(old2.weight[:, keep])
-                for n in ("weight", "bias", "running_mean", "running_var"):
-                    getattr(b.bn1, n).copy_(getattr(oldbn, n)[keep])
-            return keep, b.eval(), sum(p.numel() for p in b.parameters()), 0
-        """, "APoZ ranks", "HIGHEST"),
-    ("03-trim-block", "int() instead of round(), no channel kept at 0.95", """
-        import copy, torch
-        from slimlab.models import resize_block
-        def trim_block_student(block, x, fraction):
-            b = copy.deepcopy(block).eval()
-            with torch.no_grad():
-                apoz = (b.bn1(b.conv1(x)) <= 0).float().mean((0, 2, 3))
-            c = apoz.numel(); k = c - int(fraction * c)
-            keep = torch.sort(torch.argsort(apoz)[:k]).values
-            old1, oldbn, old2 = b.conv1, b.bn1, b.conv2
-            resize_block(b, k)
-            with torch.no_grad():
-                b.conv1.weight.copy_(old1.weight[keep]); b.conv2.weight.copy_(old2.weight[:, keep])
-                for n in ("weight", "bias", "running_mean", "running_var"):
-                    getattr(b.bn1, n).copy_(getattr(oldbn, n)[keep])
-            h, w = x.shape[2] // old1.stride[0], x.shape[3] // old1.stride[1]
-            macs = 9 * h * w * k * (b.conv1.in_channels + b.conv2.out_channels)
-            return keep, b.eval(), sum(p.numel() for p in b.parameters()), macs
-        """, "round(fraction", "round(fraction · C)"),
-    ("03-trim-block", "forgets bn1's running statistics", """
-        import copy, torch
-        from slimlab.models import resize_block
-        def trim_block_student(block, x, fraction):
-            b = copy.deepcopy(block).eval()
-            with torch.no_grad():
-                apoz = (b.bn1(b.conv1(x)) <= 0).float().mean((0, 2, 3))
-            c = apoz.numel(); k = c - min(c - 1, round(fraction * c))
-            keep = torch.sort(torch.argsort(apoz, stable=True)[:k]).values
-            old1, oldbn, old2 = b.conv1, b.bn1, b.conv2
-            resize_block(b, k)
-            with torch.no_grad():
-                b.conv1.weight.copy_(old1.weight[keep]); b.conv2.weight.copy_(old2.weight[:, keep])
-                b.bn1.weight.copy_(oldbn.weight[keep]); b.bn1.bias.copy_(oldbn.bias[keep])
-            return keep, b.eval(), sum(p.numel() for p in b.parameters()), 0
-        """, "APoZ ranks", "running_mean"),
-    ("03-trim-block", "MACs of the whole batch, ignoring the stride", """
-        import copy, torch
-        from slimlab.models import resize_block
-        def trim_block_student(block, x, fraction):
-            b = copy.deepcopy(block).eval()
-            with torch.no_grad():
-                apoz = (b.bn1(b.conv1(x)) <= 0).float().mean((0, 2, 3))
-            c = apoz.numel(); k = c - min(c - 1, round(fraction * c))
-            keep = torch.sort(torch.argsort(apoz, stable=True)[:k]).values
-            old1, oldbn, old2 = b.conv1, b.bn1, b.conv2
-            resize_block(b, k)
-            with torch.no_grad():
-                b.conv1.weight.copy_(old1.weight[keep]); b.conv2.weight.copy_(old2.weight[:, keep])
-                for n in ("weight", "bias", "running_mean", "running_var"):
-                    getattr(b.bn1, n).copy_(getattr(oldbn, n)[keep])
-            macs = x.shape[0] * 9 * x.shape[2] * x.shape[3] * k * (b.conv1.in_channels + b.conv2.out_channels)
-            return keep, b.eval(), sum(p.numel() for p in b.parameters()), macs
-        """, "APoZ ranks", "ONE image"),
-    ("03-trim-block", "counts the buffers as parameters", """
-        import copy, torch
-        from slimlab.models import resize_block
-        def trim_block_student(block, x, fraction):
-            b = copy.deepcopy(block).eval()
-            with torch.no_grad():
-                apoz = (b.bn1(b.conv1(x)) <= 0).float().mean((0, 2, 3))
-            c = apoz.numel(); k = c - min(c - 1, round(fraction * c))
-            keep = torch.sort(torch.argsort(apoz, stable=True)[:k]).values
-            old1, oldbn, old2 = b.conv1, b.bn1, b.conv2
-            resize_block(b, k)
-            with torch.no_grad():
-                b.conv1.weight.copy_(old1.weight[keep]); b.conv2.weight.copy_(old2.weight[:, keep])
-                for n in ("weight", "bias", "running_mean", "running_var"):
-                    getattr(b.bn1, n).copy_(getattr(oldbn, n)[keep])
-            return keep, b.eval(), sum(v.numel() for v in b.state_dict().values()), 0
-        """, "APoZ ranks", "buffers"),
-    ("03-trim-block", "changes the block it was given", """
-        import torch
-        from slimlab.models import resize_block
-        def trim_block_student(block, x, fraction):
-            b = block.eval()
-            with torch.no_grad():
-                apoz = (b.bn1(b.conv1(x)) <= 0).float().mean((0, 2, 3))
-            c = apoz.numel(); k = c - min(c - 1, round(fraction * c))
-            keep = torch.sort(torch.argsort(apoz, stable=True)[:k]).values
-            old1, oldbn, old2 = b.conv1, b.bn1, b.conv2
-            resize_block(b, k)
-            with torch.no_grad():
-                b.conv1.weight.copy_(old1.weight[keep]); b.conv2.weight.copy_(old2.weight[:, keep])
-                for n in ("weight", "bias", "running_mean", "running_var"):
-                    getattr(b.bn1, n).copy_(getattr(oldbn, n)[keep])
-            return keep, b, sum(p.numel() for p in b.parameters()), 0
-        """, "APoZ ranks", "deepcopy"),
+    ("03-trim-block", "removes the LOWEST APoZ",
+     _trim_mutant("argsort(apoz, stable=True)", "argsort(apoz, descending=True)"), "APoZ ranks", "HIGHEST"),
+    ("03-trim-block", "int() instead of round(), no channel kept at 0.95",
+     _trim_mutant("min(c - 1, round(fraction * c))", "int(fraction * c)"), "round(fraction", "round(fraction · C)"),
+    ("03-trim-block", "forgets bn1's running statistics",
+     _trim_mutant('for n in ("weight", "bias", "running_mean", "running_var"):', 'for n in ("weight", "bias"):'),
+     "APoZ ranks", "running_mean"),
+    ("03-trim-block", "MACs of the whole batch, ignoring the stride",
+     _trim_mutant("h, w = x.shape[2] // old1.stride[0], x.shape[3] // old1.stride[1]\n    macs = 9",
+                  "h, w = x.shape[2], x.shape[3]\n    macs = x.shape[0] * 9"), "APoZ ranks", "ONE image"),
+    ("03-trim-block", "counts the buffers as parameters",
+     _trim_mutant("sum(p.numel() for p in b.parameters())", "sum(v.numel() for v in b.state_dict().values())"),
+     "APoZ ranks", "buffers"),
+    ("03-trim-block", "changes the block it was given", _trim_mutant("copy.deepcopy(block).eval()", "block.eval()"),
+     "APoZ ranks", "deepcopy"),
     ("04-lloyd-step", "drops empty clusters", """
         import torch
         def lloyd_step_student(values, codebook):
@@ -960,3 +898,9 @@ def test_lloyd_step_is_kmeans_1d_s_iteration():
             break
         c = new
     assert torch.allclose(c, kmeans_1d(v, 3)[0], atol=1e-6)
+
+
+@pytest.mark.parametrize("exercise, code", [("03-trim-block", _TRIM_OK), ("05-kd-step", _KD_STEP_OK)])
+def test_the_correct_versions_the_wrong_ones_are_made_from_pass(exercise, code):
+    res, _ = _run(exercise, _define(textwrap.dedent(code), code.split("def ")[1].split("(")[0]))
+    assert res, f"{exercise}: the correct version should pass: {res}"
