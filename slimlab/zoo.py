@@ -59,7 +59,8 @@ RECIPES: dict[str, Recipe] = {
 SHA256: dict[str, str] = {
     "resnet20": "ed203ac5ac4d59e8f8712afc9e7efada7de71be743ac78008d0a6507e9fb7dd6",
     "resnet20-v1": "f96b7b006fa080d394f3538b1bf39ddfbcd127b9f3a3766e0b30a003660b0f80",
-    "resnet8": "488cad61245485ab0d58c426e40ed84fb58d3b3feff13c2d4be2bda4ade073af",
+    "resnet8": "3eb19ce83772a39a1fecadd688e16afe1879c51501de6b48f6a5058c3709c1c1",
+    "resnet8-v1": "488cad61245485ab0d58c426e40ed84fb58d3b3feff13c2d4be2bda4ade073af",
 }
 
 
