@@ -147,6 +147,53 @@ def _trim_mutant(old: str, new: str) -> str:
     return _TRIM_OK.replace(old, new)
 
 
+# a correct QAT step; the wrong versions of 02-qat-step below each change one thing in it
+_QAT_OK = """
+import torch
+import torch.nn.functional as F
+def qat_step_student(layer, x, y, lr, bits):
+    qmax = 2 ** (bits - 1) - 1
+    w = layer.weight
+    with torch.no_grad():
+        s = w.abs().amax(1, keepdim=True) / qmax
+        s = torch.where(s > 0, s, torch.ones_like(s))
+        w_q = torch.clamp(torch.round(w / s), -qmax, qmax) * s
+    loss = F.cross_entropy(F.linear(x, w + (w_q - w).detach(), layer.bias), y)
+    layer.zero_grad(); loss.backward()
+    with torch.no_grad():
+        for p in layer.parameters():
+            p -= lr * p.grad
+    return loss.item()
+"""
+
+
+def _qat_mutant(old: str, new: str) -> str:
+    assert _QAT_OK.count(old) == 1, old
+    return _QAT_OK.replace(old, new)
+
+
+# a correct Lloyd step; the wrong versions of 04-lloyd-step below each change one thing in it
+_LLOYD_OK = """
+import torch
+def lloyd_step_student(values, codebook):
+    x = values.reshape(-1).double(); c = torch.sort(codebook.double()).values
+    idx = (x[:, None] - c[None, :]).abs().argmin(1)
+    new = torch.stack([x[idx == j].mean() if (idx == j).any() else c[j] for j in range(len(c))])
+    sse = torch.stack([((x[idx == j] - new[j]) ** 2).sum() for j in range(len(c))])
+    donors = [d for d in torch.argsort(-sse, stable=True).tolist()
+              if (idx == d).sum() >= 2 and x[idx == d].min() < x[idx == d].max()]
+    for e, d in zip([e for e in range(len(c)) if not (idx == e).any()], donors):
+        m = x[idx == d]
+        new[e] = m.min() if new[d] - m.min() > m.max() - new[d] else m.max()
+    return torch.sort(new).values.float()
+"""
+
+
+def _lloyd_mutant(old: str, new: str) -> str:
+    assert _LLOYD_OK.count(old) == 1, old
+    return _LLOYD_OK.replace(old, new)
+
+
 # a correct distillation step; the wrong versions of 05-kd-step below each change one thing in it
 _KD_STEP_OK = """
 import torch
@@ -401,83 +448,23 @@ WRONG = [
             a = A * n0 ** al
             return a * np.asarray(n_new) ** (-al) + c, float(abs(a / (target - c)) ** (1 / al))
         """, "floor c", "math.inf"),
-    ("02-qat-step", "loss with the float weights", """
-        import torch
-        import torch.nn.functional as F
-        def qat_step_student(layer, x, y, lr, bits):
-            loss = F.cross_entropy(layer(x), y)
-            layer.zero_grad(); loss.backward()
-            with torch.no_grad():
-                for p in layer.parameters():
-                    p -= lr * p.grad
-            return loss.item()
-        """, "4-bit", "fake-quantized weights"),
-    ("02-qat-step", "no straight-through estimator", """
-        import torch
-        import torch.nn.functional as F
-        def qat_step_student(layer, x, y, lr, bits):
-            qmax = 2 ** (bits - 1) - 1
-            s = (layer.weight.abs().amax(1, keepdim=True) / qmax).detach()
-            s = torch.where(s > 0, s, torch.ones_like(s))
-            w_q = torch.clamp(torch.round(layer.weight / s), -qmax, qmax) * s
-            loss = F.cross_entropy(F.linear(x, w_q, layer.bias), y)
-            layer.zero_grad(); loss.backward()
-            with torch.no_grad():
-                for p in layer.parameters():
-                    p -= lr * p.grad
-            return loss.item()
-        """, "4-bit", "straight through"),
-    ("02-qat-step", "one scale for the whole matrix", """
-        import torch
-        import torch.nn.functional as F
-        def qat_step_student(layer, x, y, lr, bits):
-            qmax = 2 ** (bits - 1) - 1
-            w = layer.weight
-            with torch.no_grad():
-                s = w.abs().max() / qmax
-                w_q = torch.clamp(torch.round(w / s), -qmax, qmax) * s
-            loss = F.cross_entropy(F.linear(x, w + (w_q - w).detach(), layer.bias), y)
-            layer.zero_grad(); loss.backward()
-            with torch.no_grad():
-                for p in layer.parameters():
-                    p -= lr * p.grad
-            return loss.item()
-        """, "4-bit", "per output row"),
-    ("02-qat-step", "updates the quantized copy", """
-        import torch
-        import torch.nn.functional as F
-        def qat_step_student(layer, x, y, lr, bits):
-            qmax = 2 ** (bits - 1) - 1
-            w = layer.weight
-            with torch.no_grad():
-                s = w.abs().amax(1, keepdim=True) / qmax
-                s = torch.where(s > 0, s, torch.ones_like(s))
-                w_q = torch.clamp(torch.round(w / s), -qmax, qmax) * s
-            loss = F.cross_entropy(F.linear(x, w + (w_q - w).detach(), layer.bias), y)
-            layer.zero_grad(); loss.backward()
-            with torch.no_grad():
-                layer.weight.copy_(w_q - lr * layer.weight.grad)
-                layer.bias -= lr * layer.bias.grad
-            return loss.item()
-        """, "4-bit", "not on their quantized copy"),
-    ("02-qat-step", "the gradient flows through torch.clamp (0 on the bound)", """
-        import torch
-        import torch.nn.functional as F
-        def qat_step_student(layer, x, y, lr, bits):
-            qmax = 2 ** (bits - 1) - 1
-            w = layer.weight
-            with torch.no_grad():
-                s = w.abs().amax(1, keepdim=True) / qmax
-                s = torch.where(s > 0, s, torch.ones_like(s))
-            v = w / s
-            w_q = torch.clamp(v + (torch.round(v) - v).detach(), -qmax, qmax) * s
-            loss = F.cross_entropy(F.linear(x, w_q, layer.bias), y)
-            layer.zero_grad(); loss.backward()
-            with torch.no_grad():
-                for p in layer.parameters():
-                    p -= lr * p.grad
-            return loss.item()
-        """, "4-bit", "torch.clamp's own"),
+    ("02-qat-step", "loss with the float weights",
+     _qat_mutant("F.linear(x, w + (w_q - w).detach(), layer.bias)", "layer(x)"), "4-bit", "fake-quantized weights"),
+    ("02-qat-step", "no straight-through estimator",
+     _qat_mutant("        w_q = torch.clamp(torch.round(w / s), -qmax, qmax) * s\n    loss = F.cross_entropy(F.linear(x, w + (w_q - w).detach(),",
+                 "    w_q = torch.clamp(torch.round(w / s), -qmax, qmax) * s\n    loss = F.cross_entropy(F.linear(x, w_q,"),
+     "4-bit", "straight through"),
+    ("02-qat-step", "one scale for the whole matrix", _qat_mutant("w.abs().amax(1, keepdim=True)", "w.abs().max()"),
+     "4-bit", "per output row"),
+    ("02-qat-step", "updates the quantized copy",
+     _qat_mutant("        for p in layer.parameters():\n            p -= lr * p.grad",
+                 "        layer.weight.copy_(w_q - lr * layer.weight.grad)\n        layer.bias -= lr * layer.bias.grad"),
+     "4-bit", "not on their quantized copy"),
+    ("02-qat-step", "the gradient flows through torch.clamp (0 on the bound)",
+     _qat_mutant("        w_q = torch.clamp(torch.round(w / s), -qmax, qmax) * s\n    loss = F.cross_entropy(F.linear(x, w + (w_q - w).detach(),",
+                 "    v = w / s\n    w_q = torch.clamp(v + (torch.round(v) - v).detach(), -qmax, qmax) * s\n"
+                 "    loss = F.cross_entropy(F.linear(x, w_q,"),
+     "4-bit", "torch.clamp's own"),
     ("03-trim-block", "removes the LOWEST APoZ",
      _trim_mutant("argsort(apoz, stable=True)", "argsort(apoz, descending=True)"), "APoZ ranks", "HIGHEST"),
     ("03-trim-block", "int() instead of round(), no channel kept at 0.95",
@@ -493,43 +480,17 @@ WRONG = [
      "APoZ ranks", "buffers"),
     ("03-trim-block", "changes the block it was given", _trim_mutant("copy.deepcopy(block).eval()", "block.eval()"),
      "APoZ ranks", "deepcopy"),
-    ("04-lloyd-step", "drops empty clusters", """
-        import torch
-        def lloyd_step_student(values, codebook):
-            x = values.reshape(-1).double(); c = torch.sort(codebook.double()).values
-            idx = (x[:, None] - c[None, :]).abs().argmin(1)
-            return torch.stack([x[idx == j].mean() for j in range(len(c)) if (idx == j).any()]).float()
-        """, "empty cluster", "not dropped"),
-    ("04-lloyd-step", "leaves an empty centroid in place", """
-        import torch
-        def lloyd_step_student(values, codebook):
-            x = values.reshape(-1).double(); c = torch.sort(codebook.double()).values
-            idx = (x[:, None] - c[None, :]).abs().argmin(1)
-            return torch.sort(torch.stack([x[idx == j].mean() if (idx == j).any() else c[j]
-                                           for j in range(len(c))])).values.float()
-        """, "empty cluster", "largest within-cluster sum of squares"),
-    ("04-lloyd-step", "ties go to the upper centroid", """
-        import torch
-        def lloyd_step_student(values, codebook):
-            x = values.reshape(-1).double(); c = torch.sort(codebook.double()).values
-            d = (x[:, None] - c[None, :]).abs()
-            idx = len(c) - 1 - d.flip(1).argmin(1)
-            return torch.sort(torch.stack([x[idx == j].mean() if (idx == j).any() else c[j]
-                                           for j in range(len(c))])).values.float()
-        """, "halfway", "LOWER"),
-    ("04-lloyd-step", "one donor for every empty cluster", """
-        import torch
-        def lloyd_step_student(values, codebook):
-            x = values.reshape(-1).double(); c = torch.sort(codebook.double()).values
-            idx = (x[:, None] - c[None, :]).abs().argmin(1)
-            new = torch.stack([x[idx == j].mean() if (idx == j).any() else c[j] for j in range(len(c))])
-            sse = torch.stack([((x[idx == j] - new[j]) ** 2).sum() for j in range(len(c))])
-            d = int(sse.argmax()); m = x[idx == d]
-            for e in range(len(c)):
-                if not (idx == e).any():
-                    new[e] = m.min() if new[d] - m.min() > m.max() - new[d] else m.max()
-            return torch.sort(new).values.float()
-        """, "two empty clusters", "second largest"),
+    ("04-lloyd-step", "drops empty clusters",
+     _lloyd_mutant("return torch.sort(new).values", "return torch.sort(new[[j for j in range(len(c)) if (idx == j).any()]]).values"),
+     "empty cluster", "not dropped"),
+    ("04-lloyd-step", "leaves an empty centroid in place",
+     _lloyd_mutant("new[e] = m.min() if new[d] - m.min() > m.max() - new[d] else m.max()", "pass"),
+     "empty cluster", "largest within-cluster sum of squares"),
+    ("04-lloyd-step", "ties go to the upper centroid",
+     _lloyd_mutant("idx = (x[:, None] - c[None, :]).abs().argmin(1)",
+                   "idx = len(c) - 1 - (x[:, None] - c[None, :]).abs().flip(1).argmin(1)"), "halfway", "LOWER"),
+    ("04-lloyd-step", "one donor for every empty cluster", _lloyd_mutant("], donors):", "], donors[:1] * len(c)):"),
+     "two empty clusters", "second largest"),
     ("05-kd-step", "forgets zero_grad", _kd_mutant("optimizer.zero_grad(); ", ""), "two steps", "optimizer.zero_grad"),
     ("05-kd-step", "teacher left in train mode", _kd_mutant("teacher.eval(); student.train()", "student.train()"),
      "train mode", "teacher.eval()"),
@@ -900,7 +861,8 @@ def test_lloyd_step_is_kmeans_1d_s_iteration():
     assert torch.allclose(c, kmeans_1d(v, 3)[0], atol=1e-6)
 
 
-@pytest.mark.parametrize("exercise, code", [("03-trim-block", _TRIM_OK), ("05-kd-step", _KD_STEP_OK)])
+@pytest.mark.parametrize("exercise, code", [("02-qat-step", _QAT_OK), ("03-trim-block", _TRIM_OK),
+                                             ("04-lloyd-step", _LLOYD_OK), ("05-kd-step", _KD_STEP_OK)])
 def test_the_correct_versions_the_wrong_ones_are_made_from_pass(exercise, code):
     res, _ = _run(exercise, _define(textwrap.dedent(code), code.split("def ")[1].split("(")[0]))
     assert res, f"{exercise}: the correct version should pass: {res}"
