@@ -23,9 +23,26 @@ from .data import ROOT
 from .ledger import VERDICTS, Record, read_results
 from .report import MAX_KEY_METRICS, QUICK_LABEL, deciding_numbers, format_metric, key_metrics, short_commit
 
-# Where the executed full-profile notebooks live (the evidence a quick run points to). When the
-# committed notebooks/ carry the full-profile outputs themselves, point this at notebooks/.
+# Where executed full-profile notebooks of the earlier runs live. A notebook of the v2 evidence run is
+# committed in notebooks/ itself, with its full-profile outputs (`evidence_notebook` finds either).
 EVIDENCE_NOTEBOOKS = Path("results") / "full" / "notebooks"
+FULL_HEAD = "These outputs come from the FULL profile: they are the evidence."
+
+
+def evidence_notebook(notebook: str, root: Path | None = None) -> Path | None:
+    """The committed executed full-profile notebook of `notebook`, relative to the project root: notebooks/<name>
+    when it carries full-profile outputs (its evidence header says so), else results/full/notebooks/<name>,
+    else None."""
+    notebook = _check_notebook(notebook)
+    root = ROOT if root is None else Path(root)
+    own = Path("notebooks") / f"{notebook}.ipynb"
+    try:
+        if FULL_HEAD in (root / own).read_text(encoding="utf-8"):
+            return own
+    except (OSError, UnicodeDecodeError):
+        pass
+    old = EVIDENCE_NOTEBOOKS / f"{notebook}.ipynb"
+    return old if (root / old).is_file() else None
 _VERDICT_COLOURS = {"supported": "#1a7f37", "qualified": "#9a6700", "refuted": "#cf222e", "missing": "#6e7781"}
 _TEXT_WIDTH = 100
 
@@ -93,9 +110,9 @@ def _rel(path: Path, start: Path) -> str:
 def _evidence_where(notebook: str, here: Path) -> tuple[str, str]:
     """(text, html) naming the committed full-profile evidence of `notebook`, links relative to `here`."""
     rec = Path("results") / "full" / f"{notebook}.json"
-    nbk = EVIDENCE_NOTEBOOKS / f"{notebook}.ipynb"
+    nbk = evidence_notebook(notebook)
     parts_t, parts_h = [], []
-    if (ROOT / nbk).is_file():
+    if nbk is not None:
         parts_t.append(f"the executed full-profile notebook {nbk.as_posix()}")
         parts_h.append(f'the executed full-profile notebook <a href="{_h(_rel(nbk, here))}"><code>{_h(nbk.as_posix())}'
                        f"</code></a>")
@@ -125,7 +142,7 @@ def evidence_header(notebook: str, profile: str | None = None, *, show: bool = T
              ("machine", describe()), ("training precision", _precision_path())]
     where_t, where_h = _evidence_where(notebook, Path("notebooks"))
     if prof == "full":
-        head = "These outputs come from the FULL profile: they are the evidence."
+        head = FULL_HEAD
         tail_t = f"Its records are written to results/full/{notebook}.json, each with this provenance."
         tail_h = _h(tail_t)
     else:

@@ -271,3 +271,17 @@ def test_explain_picks_the_text_written_for_the_verdict_the_numbers_gave():
         nb.explain({"inconclusive": "x"}, rec)
     with pytest.raises(ValueError, match="non-empty"):
         nb.explain({"refuted": ""}, rec)
+
+
+def test_evidence_notebook_prefers_a_committed_notebook_with_full_outputs(tmp_path):
+    (tmp_path / "notebooks").mkdir()
+    own = tmp_path / "notebooks" / "01_marginal_returns.ipynb"
+    own.write_text(json.dumps({"cells": [{"outputs": [{"text": "These outputs are a quick smoke run"}]}]}))
+    assert nb.evidence_notebook("01_marginal_returns", tmp_path) is None           # quick outputs, nothing older
+    (tmp_path / nb.EVIDENCE_NOTEBOOKS).mkdir(parents=True)
+    (tmp_path / nb.EVIDENCE_NOTEBOOKS / "01_marginal_returns.ipynb").write_text("{}")
+    assert nb.evidence_notebook("01_marginal_returns", tmp_path) == nb.EVIDENCE_NOTEBOOKS / "01_marginal_returns.ipynb"
+    own.write_text(json.dumps({"cells": [{"outputs": [{"text": nb.FULL_HEAD}]}]}))   # the v2 run's own outputs
+    assert nb.evidence_notebook("01_marginal_returns", tmp_path).as_posix() == "notebooks/01_marginal_returns.ipynb"
+    with pytest.raises(ValueError, match="bare notebook name"):
+        nb.evidence_notebook("../x")
