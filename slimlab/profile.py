@@ -51,6 +51,8 @@ class QuantizeSection:
     lowprec_arch: str = "resnet8"           # C5: network trained with low-precision weight storage
     lowprec_batch: int = 128
     latency_batches: tuple[int, ...] = (64, 1)
+    qat_weight_calibrators: tuple[str, ...] = ("minmax",)  # weight-grid ranges piloted on validation before QAT
+    qat_pilot_steps: int = 0                # steps of each calibrator's pilot (scored on validation)
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,8 @@ class PruneSection:
     stats_samples: int = 20000                            # weights per layer used by the distribution fits
     seeds: tuple[int, ...] = (0,)                         # seeds of the knife-edge comparisons (C8's rankings)
     latency_rounds: int = 3                               # interleaved rounds of measure.compare_latency
+    goal_sparsities: tuple[float, ...] = ()               # gradual pruning given goal_steps: the sparsity goals
+    goal_steps: int = 0                                   # fine-tune steps of those runs (0 = none)
 
 
 @dataclass(frozen=True)
@@ -166,14 +170,14 @@ QUICK = Profile(
         calib_images=128, eval_images=500, bits=(8, 4, 2), qat_steps=4,
         lowprec_epochs=1, lowprec_train_images=512, latency_repeats=3,
         qat_bits=(4, 2), qat_batch=32, qat_lr=0.001, calib_act_bits=4, lowprec_arch="resnet8",
-        lowprec_batch=32, latency_batches=(64, 1),
+        lowprec_batch=32, latency_batches=(64, 1), qat_weight_calibrators=("minmax", "mse"), qat_pilot_steps=2,
     ),
     prune=PruneSection(
         eval_images=200, sparsities=(0.5, 0.7, 0.9), finetune_steps=4,
         apoz_images=256, channel_fractions=(0.25, 0.5), latency_repeats=5,
         finetune_sparsities=(0.5,), finetune_batch=32, finetune_lr=0.01,
         sensitivity_sparsities=(0.9,), sensitivity_images=50, judge_fraction=0.25,
-        trim_rounds=1, latency_batch=16, stats_samples=4000,
+        trim_rounds=1, latency_batch=16, stats_samples=4000, goal_sparsities=(0.8,), goal_steps=4,
     ),
     share=ShareSection(
         eval_images=500, energies=(0.8, 0.95), kmeans_bits=(2, 4, 8),
@@ -204,10 +208,10 @@ FULL = Profile(
         capacity_steps=2000, batch_size=128, eval_images=0, latency_repeats=30,
     ),
     quantize=QuantizeSection(
-        calib_images=2048, eval_images=0, bits=(8, 6, 5, 4, 3, 2), qat_steps=2000,
+        calib_images=2048, eval_images=0, bits=(8, 6, 5, 4, 3, 2), qat_steps=6000,
         lowprec_epochs=10, lowprec_train_images=20000, latency_repeats=30,
         qat_bits=(4, 2), qat_batch=128, qat_lr=0.005, calib_act_bits=4, lowprec_arch="resnet8",
-        lowprec_batch=128, latency_batches=(64, 1),
+        lowprec_batch=128, latency_batches=(64, 1), qat_weight_calibrators=("minmax", "mse"), qat_pilot_steps=600,
     ),
     prune=PruneSection(
         eval_images=0, sparsities=(0.3, 0.5, 0.7, 0.8, 0.9, 0.95), finetune_steps=1000,
@@ -215,7 +219,7 @@ FULL = Profile(
         finetune_sparsities=(0.5, 0.8, 0.9), finetune_batch=128, finetune_lr=0.01,
         sensitivity_sparsities=(0.5, 0.7, 0.9, 0.95), sensitivity_images=2000, judge_fraction=0.25,
         trim_rounds=2, latency_batch=32, stats_samples=20000, seeds=(0, 1, 2),
-        latency_rounds=9,
+        latency_rounds=9, goal_sparsities=(0.8, 0.9), goal_steps=6000,
     ),
     share=ShareSection(
         eval_images=0, energies=(0.5, 0.7, 0.8, 0.9, 0.95, 0.99), kmeans_bits=(1, 2, 3, 4, 5, 6, 8),

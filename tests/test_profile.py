@@ -24,3 +24,14 @@ def test_profile_errors():
         get_profile("fast")
     with pytest.raises(TypeError, match="profile name must be a str"):
         get_profile(1)
+
+
+@pytest.mark.parametrize("prof", [QUICK, FULL], ids=["quick", "full"])
+def test_qat_pilots_are_runnable(prof):
+    """Notebook 02 pilots each weight calibrator on validation before the full QAT run: the calibrators must
+    exist, and a choice among several needs pilots that are shorter than the run they choose for."""
+    from slimlab.quantize import CALIBRATORS
+    q = prof.quantize
+    assert q.qat_weight_calibrators and set(q.qat_weight_calibrators) <= set(CALIBRATORS)
+    if len(q.qat_weight_calibrators) > 1:
+        assert 1 <= q.qat_pilot_steps < q.qat_steps
