@@ -88,6 +88,13 @@ test-browser: install site
 ## SLIMLAB_DASK=local:N (N single-thread worker processes here) or SLIMLAB_DASK=tcp://host:8786 (a Dask
 ## scheduler) spreads the notebook's parts over workers: `SLIMLAB_DASK=local:2 make full NB=01_marginal_returns`
 ## (README, "Running the full profile on a cluster"); unset, the parts run one after another.
+## After it: `make evidence NB=...` makes build/full/<NB>.ipynb (progress bars cleaned) the committed
+## notebooks/<NB>.ipynb, which then carries the full-profile outputs (slimlab.nb.publish_evidence).
+.PHONY: evidence
+evidence: install
+	@test -n "$(NB)" || { echo "usage: make evidence NB=<notebook stem, e.g. 02_quantization>"; exit 2; }
+	$(PY) -m slimlab.nb --publish build/full/$(NB).ipynb
+
 SLIMLAB_DASK ?=
 .PHONY: full
 full: install

@@ -459,13 +459,56 @@ def clean_progress(path: str | os.PathLike) -> tuple[int, int]:
     return bars, streams
 
 
+def publish_evidence(executed: str | os.PathLike, root: Path | None = None) -> tuple[Path, Path | None]:
+    """Make the executed full-profile notebook `executed` (e.g. build/full/03_pruning.ipynb, as `make full`
+    writes it) the committed notebook: copied to <root>/notebooks/<name>.ipynb (atomically) with its frozen
+    progress bars cleaned (`clean_progress`), and the older copy under results/full/notebooks/ deleted.
+    Refuses a notebook whose outputs do not say they come from the full profile (a quick run, an
+    unexecuted notebook) and a name that is not one of the course's notebooks. Returns (the committed
+    notebook, the deleted old copy or None)."""
+    import shutil
+    import tempfile
+    src = Path(executed)
+    if src.suffix != ".ipynb" or not src.is_file():
+        raise ValueError(f"{src}: not a notebook file (.ipynb)")
+    root = ROOT if root is None else Path(root)
+    dest = root / "notebooks" / src.name
+    if not dest.is_file():
+        raise ValueError(f"{src.name} is not one of the course's notebooks (no {dest})")
+    if FULL_HEAD not in src.read_text(encoding="utf-8", errors="replace"):
+        raise ValueError(f"{src}: its outputs do not come from the full profile (no '{FULL_HEAD}' in them); "
+                         "run `make full NB=...` first")
+    with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
+        staged = Path(tmp) / src.name
+        shutil.copyfile(src, staged)
+        clean_progress(staged)
+        os.replace(staged, dest)
+    old = root / EVIDENCE_NOTEBOOKS / src.name
+    if old.is_file():
+        old.unlink()
+        return dest, old
+    return dest, None
+
+
 def main(argv: list[str] | None = None) -> int:
-    """`python -m slimlab.nb --clean-progress NB.ipynb ...`: clean saved progress bars (see clean_progress)."""
+    """`python -m slimlab.nb --clean-progress NB.ipynb ...`: clean saved progress bars (see clean_progress);
+    `python -m slimlab.nb --publish build/full/NB.ipynb`: make an executed full-profile notebook the
+    committed one (see publish_evidence)."""
     ap = argparse.ArgumentParser(prog="python -m slimlab.nb", description="Notebook helpers of slimlab.")
-    ap.add_argument("--clean-progress", nargs="+", metavar="NOTEBOOK", required=True,
-                    help="replace frozen tqdm widget outputs by their final line, in place")
+    act = ap.add_mutually_exclusive_group(required=True)
+    act.add_argument("--clean-progress", nargs="+", metavar="NOTEBOOK",
+                     help="replace frozen tqdm widget outputs by their final line, in place")
+    act.add_argument("--publish", nargs="+", metavar="EXECUTED",
+                     help="copy executed full-profile notebooks (build/full/*.ipynb) over notebooks/, cleaned")
     args = ap.parse_args(argv)
-    for path in args.clean_progress:
+    for path in args.publish or []:
+        try:
+            dest, old = publish_evidence(path)
+        except ValueError as e:
+            print(f"slimlab.nb: error: {e}", file=sys.stderr)
+            return 2
+        print(f"{path} -> {dest}" + (f"; removed the older {old}" if old else ""))
+    for path in args.clean_progress or []:
         try:
             bars, streams = clean_progress(path)
         except ValueError as e:

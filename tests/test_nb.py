@@ -285,3 +285,37 @@ def test_evidence_notebook_prefers_a_committed_notebook_with_full_outputs(tmp_pa
     assert nb.evidence_notebook("01_marginal_returns", tmp_path).as_posix() == "notebooks/01_marginal_returns.ipynb"
     with pytest.raises(ValueError, match="bare notebook name"):
         nb.evidence_notebook("../x")
+
+
+def _executed(path, text):
+    import nbformat
+    nbk = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("evidence_header('01_marginal_returns')")
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=text)]
+    nbk.cells = [cell]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(nbformat.writes(nbk))
+    return path
+
+
+def test_publish_evidence_replaces_the_committed_notebook_and_the_old_copy(tmp_path):
+    (tmp_path / "notebooks").mkdir()
+    committed = _executed(tmp_path / "notebooks" / "01_marginal_returns.ipynb", "quick smoke run")
+    old = tmp_path / nb.EVIDENCE_NOTEBOOKS / "01_marginal_returns.ipynb"
+    old.parent.mkdir(parents=True)
+    old.write_text("{}")
+    quick = _executed(tmp_path / "build" / "quick" / "01_marginal_returns.ipynb", "quick smoke run")
+    with pytest.raises(ValueError, match="do not come from the full profile"):
+        nb.publish_evidence(quick, tmp_path)
+    assert "quick smoke run" in committed.read_text() and old.is_file()          # nothing touched
+    full = _executed(tmp_path / "build" / "full" / "01_marginal_returns.ipynb", nb.FULL_HEAD + "\nA\rB\rdone\n")
+    dest, removed = nb.publish_evidence(full, tmp_path)
+    assert dest == committed and removed == old and not old.exists()
+    text = committed.read_text()
+    assert nb.FULL_HEAD in text and "\\r" not in text and "done" in text        # progress collapsed
+    assert nb.evidence_notebook("01_marginal_returns", tmp_path).as_posix() == "notebooks/01_marginal_returns.ipynb"
+    stray = _executed(tmp_path / "build" / "full" / "07_extra.ipynb", nb.FULL_HEAD)
+    with pytest.raises(ValueError, match="not one of the course's notebooks"):
+        nb.publish_evidence(stray, tmp_path)
+    with pytest.raises(ValueError, match="not a notebook file"):
+        nb.publish_evidence(tmp_path / "missing.ipynb", tmp_path)
