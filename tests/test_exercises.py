@@ -102,9 +102,11 @@ def test_instructor_solution_passes(notebooks, exercise):
     res, out = _run(exercise, fn)
     assert res.passed and res.cases_passed == res.cases_total >= 5, out
     assert "✔" in out and exercise in out
-    t = time.perf_counter()
+    # the check's own CPU time, over all of this process's threads: what other processes on a loaded
+    # machine take does not count (its wall time did: 16 s for 05-kd-step beside a full-profile run)
+    t = time.process_time()
     res, _ = _run(exercise, fn)
-    assert res and time.perf_counter() - t < ex.seconds
+    assert res and time.process_time() - t < ex.seconds * max(1, torch.get_num_threads())
 
 
 @pytest.mark.parametrize("exercise", list(EXERCISES))
