@@ -501,20 +501,21 @@ def main(argv: list[str] | None = None) -> int:
     act.add_argument("--publish", nargs="+", metavar="EXECUTED",
                      help="copy executed full-profile notebooks (build/full/*.ipynb) over notebooks/, cleaned")
     args = ap.parse_args(argv)
-    for path in args.publish or []:
+    def published(path):
+        dest, old = publish_evidence(path)
+        return f"{path} -> {dest}" + (f"; removed the older {old}" if old else "")
+
+    def cleaned(path):
+        bars, streams = clean_progress(path)
+        return f"{path}: {bars} progress bar(s) replaced by their final line, {streams} text stream(s) collapsed"
+
+    action, paths = (published, args.publish) if args.publish else (cleaned, args.clean_progress)
+    for path in paths:
         try:
-            dest, old = publish_evidence(path)
+            print(action(path))
         except ValueError as e:
             print(f"slimlab.nb: error: {e}", file=sys.stderr)
             return 2
-        print(f"{path} -> {dest}" + (f"; removed the older {old}" if old else ""))
-    for path in args.clean_progress or []:
-        try:
-            bars, streams = clean_progress(path)
-        except ValueError as e:
-            print(f"slimlab.nb: error: {e}", file=sys.stderr)
-            return 2
-        print(f"{path}: {bars} progress bar(s) replaced by their final line, {streams} text stream(s) collapsed")
     return 0
 
 
