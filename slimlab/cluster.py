@@ -29,6 +29,16 @@ ENV = "SLIMLAB_DASK"
 RETRIES = 2            # re-runs of a task that raises inside Dask (slimlab's parts report errors instead)
 ALLOWED_FAILURES = 3   # workers that may die running one part before Dask gives it up (KilledWorker)
 
+# glibc malloc settings for worker processes. Dask's nanny starts each worker with
+# MALLOC_TRIM_THRESHOLD_=65536; any explicit malloc threshold switches off glibc's adaptive mmap
+# threshold, so every activation tensor above 128 KiB is mmap'd and unmapped each step. A ResNet-20
+# bf16 training step at one thread then took 2x as long, half of it in page faults (measured
+# 2026-12-02: 385 ms/step unset, 717-857 ms with 65536, 389 ms with these two; ~2.3M minor faults
+# per 15 steps against ~3k). Raising the mmap threshold to glibc's ceiling (32 MiB) and the trim
+# threshold above it restores plain-process speed. Remote `dask worker`s get the same values from
+# slimlab/dask-worker.yaml (`DASK_CONFIG=... dask worker ...`, README).
+WORKER_MALLOC = {"MALLOC_MMAP_THRESHOLD_": 32 * 2**20, "MALLOC_TRIM_THRESHOLD_": 2**30}
+
 _DATA: dict[str, object] = {}   # this process's CIFAR-10, by fingerprint
 
 
@@ -58,7 +68,8 @@ class DaskExecutor(Executor):
             if not m or int(m.group(1)) < 1:
                 raise ValueError(f"{ENV}={spec!r}: write local:N with N >= 1 worker processes, e.g. local:2")
             env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}   # one torch thread per worker
-            with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES}):
+            malloc = {f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in WORKER_MALLOC.items()}
+            with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES, **malloc}):
                 self.cluster = LocalCluster(n_workers=int(m.group(1)), threads_per_worker=1, processes=True,
                                             dashboard_address=None, env=env)
             self.client = Client(self.cluster)
