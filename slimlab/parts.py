@@ -80,6 +80,8 @@ PART_FORMAT = "slimlab-part/1"
 # Fields of a part file that differ between two runs of the same part (everything else is the same
 # bytes): the provenance's wall-clock time, and the timing fields of records.
 TIMING_FIELDS = ("utc", "seconds", "ms", "median_ms", "latency_ms")
+RESUME_SUFFIX = ".resume.pt"   # a part's `fit` resume checkpoint under the work folder (`PartStore.resume_path`)
+
 # Provenance fields that describe where a part was computed (taken from the worker that ran it).
 WORKER_FIELDS = ("machine", "machine_info", "precision_path", "python", "torch")
 
@@ -173,6 +175,15 @@ class PartStore:
     def model_path(self, key: str, suffix: str = ".pt") -> Path:
         return self.work / f"{key}{suffix}"
 
+    def resume_path(self, kind: str, config: dict) -> Path | None:
+        """Where a long part keeps `fit`'s resume checkpoint (`fit(..., checkpoint=path)`, saved after
+        every epoch), so that a run stopped mid-part resumes from its last epoch rather than from step 0:
+        `<work>/<key>.resume.pt`, deleted once the part's record is stored. None when the store is
+        disabled (the quick profile): then the part trains without one."""
+        if not self.enabled:
+            return None
+        return self.model_path(part_key(kind, config), RESUME_SUFFIX)
+
     def get(self, key: str, config: dict | None = None) -> dict | None:
         """The stored record of `key`, or None if there is none (or the store is disabled).
 
@@ -207,7 +218,9 @@ class PartStore:
         prov.update({k: v for k, v in (where or {}).items() if k in WORKER_FIELDS})
         doc = {"format": PART_FORMAT, "key": key, "config": json.loads(canonical(config)),
                "provenance": prov, "record": body}
-        return atomic_json(doc, self.path(key))
+        path = atomic_json(doc, self.path(key))
+        self.model_path(key, RESUME_SUFFIX).unlink(missing_ok=True)   # the part is done: its resume point goes
+        return path
 
     # ---- running parts
 

@@ -493,3 +493,45 @@ def test_03_part_functions_pickle_for_a_process_or_dask_worker():
     for fn in (P.oneshot_part, P.finetune_part, P.channels_part, P.trim_part, P.torch_pruning_part):
         part = pickle.loads(pickle.dumps(functools.partial(fn, reference="resnet20", data=ref)))
         assert part.func is fn and part.keywords == {"reference": "resnet20", "data": ref}
+
+
+def test_a_long_part_resumes_its_qat_fit_from_the_last_epoch_and_drops_the_checkpoint_when_stored(tmp_path):
+    """Notebook 02's QAT parts train for hours: `resume_path` gives `fit` a checkpoint under the work folder,
+    a run stopped mid-part resumes from its last finished epoch (a fake-quantized model: parametrizations,
+    activation ranges) to the same weights as an uninterrupted run, and storing the part removes it."""
+    from slimlab import quantize as Q
+    from slimlab.models import build
+    from slimlab.train import TrainConfig, fit
+    torch.manual_seed(0)
+    ref = build("resnet8", width=0.25).eval()
+    x = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8)
+    y = torch.randint(0, 10, (64,))
+    qcfg = Q.QuantConfig(bits=4, granularity="per_channel", edge_bits=8, act_bits=8)
+    cfg = TrainConfig(steps=8, batch_size=16, lr=0.01, schedule="cosine", seed=0, precision="fp32")
+    config = {"bits": 4, "steps": 8}
+    store = PartStore(tmp_path / "parts", tmp_path / "work")
+    ck = store.resume_path("qat-4bit", config)
+    assert ck == tmp_path / "work" / f"{part_key('qat-4bit', config)}{parts.RESUME_SUFFIX}"
+    assert PartStore(tmp_path / "p2", enabled=False).resume_path("qat-4bit", config) is None
+
+    whole = Q.quantize_model(ref, qcfg, x)
+    fit(whole, x, y, cfg, progress=False, device="cpu")
+
+    def stop(step, total, m):
+        if step == 6:                                            # in epoch 2 (4 steps an epoch)
+            raise KeyboardInterrupt
+    first = Q.quantize_model(ref, qcfg, x)
+    with pytest.raises(KeyboardInterrupt):
+        fit(first, x, y, cfg, checkpoint=ck, on_step=stop, progress=False, device="cpu")
+    assert ck.is_file()
+
+    def run():
+        m = Q.quantize_model(ref, qcfg, x)                       # a fresh process would rebuild it
+        calls = []
+        h = fit(m, x, y, cfg, checkpoint=ck, progress=False, device="cpu", on_step=lambda s, t, _: calls.append(s))
+        assert h.step[-1] == 8 and len(calls) == 4             # epoch 1 was not trained again
+        for (k, va), vb in zip(whole.state_dict().items(), m.state_dict().values()):
+            torch.testing.assert_close(va, vb, atol=1e-6, rtol=1e-5, msg=k)
+        return {"steps": h.step[-1]}
+    assert store.run("qat-4bit", config, run) == {"steps": 8}
+    assert not ck.exists() and store.get(part_key("qat-4bit", config), config) == {"steps": 8}
