@@ -102,6 +102,6 @@ full: install
 	@test -f notebooks/$(NB).ipynb || { echo "no notebooks/$(NB).ipynb"; exit 2; }
 	@mkdir -p logs build/full
 	@echo ">>> $(NB), full profile, parts: $(if $(SLIMLAB_DASK),Dask $(SLIMLAB_DASK),serial)"
-	set -o pipefail; SLIMLAB_PROFILE=full SLIMLAB_DASK="$(SLIMLAB_DASK)" OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(VENV)/bin/jupyter nbconvert --to notebook \
+	set -o pipefail; SLIMLAB_PROFILE=full SLIMLAB_DASK="$(SLIMLAB_DASK)" OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=1073741824 $(VENV)/bin/jupyter nbconvert --to notebook \
 	  --execute --ExecutePreprocessor.timeout=-1 --output-dir build/full notebooks/$(NB).ipynb 2>&1 | tee logs/full-$(NB).log
 	$(PY) -m slimlab.nb --clean-progress build/full/$(NB).ipynb   # frozen tqdm widgets -> their final line
