@@ -367,15 +367,17 @@ def pruned_copy(model: nn.Module, sparsity: float, variant: str, scope: str = "g
 
 def finetune_pruned(model: nn.Module, sparsity: float, variant: str, train: tuple[torch.Tensor, torch.Tensor],
                     config: TrainConfig, *, scope: str = "global", seed: int = 0, bn_x: torch.Tensor | None = None,
-                    progress: bool = True) -> nn.Module:
+                    progress: bool = True, checkpoint: str | os.PathLike | None = None) -> nn.Module:
     """A copy of `model` pruned to `sparsity` by `variant` (see `pruned_copy`; `bn_x`: training images to
     recalibrate batch norm on before the fine-tune) and fine-tuned with `fit` (the gradual variant reaches
     the sparsity along the cubic schedule during it). Masks stay attached; the result is checked to hold
-    at least `sparsity` zeros."""
+    at least `sparsity` zeros. `checkpoint`: `fit`'s resume checkpoint (saved every epoch; a later call
+    with the same path and arguments resumes from it)."""
     s = _check_sparsity(sparsity)
     net = pruned_copy(model, s, variant, scope, seed, bn_x)
     hook = gradual_pruning(net, s, scope) if variant == "gradual" else None
-    fit(net, train[0], train[1], config, on_step=hook, progress=progress, desc=f"{variant} {s:.0%}")
+    fit(net, train[0], train[1], config, on_step=hook, progress=progress, desc=f"{variant} {s:.0%}",
+        checkpoint=checkpoint)
     net = net.cpu().eval()
     got = layer_sparsity(net)["(all)"]
     if got < s - 1e-4:
@@ -753,11 +755,12 @@ def oneshot_part(config: dict, *, reference, data) -> dict:
     return dict(zip(ONESHOT_CURVES, [evaluate(m, *val)["acc"] for m in (m_layer, m_glob, m_rand)] + [stale]))
 
 
-def finetune_part(config: dict, *, reference, data) -> tuple[dict, dict | None]:
+def finetune_part(config: dict, resume: str | os.PathLike | None = None, *, reference, data) -> tuple[dict, dict | None]:
     """One fine-tune (`finetune_pruned`) of config['variant'] at config['sparsity'] (scope, seed, train:
     TrainConfig fields): (record, state dict of the model for 'magnitude', else None). The record holds
     the reached sparsity, the test accuracy before (one-shot, BN recalibrated; None for 'gradual'),
-    validation and test accuracy after (%) and the fine-tune's seconds."""
+    validation and test accuracy after (%) and the fine-tune's seconds. `resume`: the fine-tune's
+    resume checkpoint (`PartStore.resume_path`, handed in as the part's input), or None."""
     import time
     base = part_reference(reference, config["base"])
     d, val, test, stats_x = part_data(config, data)
@@ -766,7 +769,7 @@ def finetune_part(config: dict, *, reference, data) -> tuple[dict, dict | None]:
               if variant != "gradual" else None)
     t0 = time.perf_counter()
     net = finetune_pruned(base, s, variant, (d.train_x, d.train_y), TrainConfig(**config["train"]), scope=scope,
-                          seed=seed, bn_x=stats_x, progress=False)
+                          seed=seed, bn_x=stats_x, progress=False, checkpoint=resume)
     rec = {"sparsity": layer_sparsity(net)["(all)"], "before_acc": before, "val_acc": evaluate(net, *val)["acc"],
            "test_acc": evaluate(net, *test)["acc"], "seconds": time.perf_counter() - t0}
     state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()} if variant == "magnitude" else None

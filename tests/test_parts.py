@@ -535,3 +535,54 @@ def test_a_long_part_resumes_its_qat_fit_from_the_last_epoch_and_drops_the_check
         return {"steps": h.step[-1]}
     assert store.run("qat-4bit", config, run) == {"steps": 8}
     assert not ck.exists() and store.get(part_key("qat-4bit", config), config) == {"steps": 8}
+
+
+def test_03_fine_tune_part_resumes_from_its_checkpoint_through_compute_models(tmp_path, monkeypatch):
+    """Notebook 03's 6,000-step gradual fine-tunes take hours: each gets `store.resume_path` as its input;
+    a part interrupted mid-way (reported, not stored) resumes from its last epoch on the next run and ends
+    with the record of an uninterrupted run; storing it removes the checkpoint."""
+    import functools
+    from dataclasses import asdict
+    from slimlab import prune as P
+    from slimlab.models import build
+    from test_scaling import fake_data
+    data = fake_data(n_train=60, n_eval=20)
+    torch.manual_seed(0)
+    ref = build("resnet8", width=0.25).eval()
+    REF = (ref.arch, {k: v.clone() for k, v in ref.state_dict().items()})
+    cfg = P.finetune_config(12, 10, 0.01)                              # 6 steps an epoch, 2 epochs
+    FT = {"base": parts.model_sha(ref), "data": "tiny", "val_images": 20, "test_images": 20, "step": "finetune",
+          "train": asdict(cfg), "scope": "global", "seed": 0, "bn_images": 30, "sparsity": 0.8, "variant": "gradual"}
+    kind = lambda c: f"finetune-{c['variant']}-s{c['sparsity']:g}"
+    fn = functools.partial(P.finetune_part, reference=REF, data=data)
+
+    def run(store):
+        return store.compute_models(kind, [FT], fn, lambda st, c: st, need_model=False,
+                                    inputs=lambda c: store.resume_path(kind(c), c))[0][0]
+    whole = run(PartStore(tmp_path / "whole", tmp_path / "w0", profile="full"))
+
+    store = PartStore(tmp_path / "parts", tmp_path / "work", profile="full")
+    ck = store.resume_path(kind(FT), FT)
+    original, calls = P.gradual_pruning, []
+
+    def counting(stop_at):
+        def make(*a, **k):
+            hook = original(*a, **k)
+
+            def on_step(step, total, net):
+                calls.append(step)
+                if step == stop_at:
+                    raise RuntimeError("stopped mid-part")
+                hook(step, total, net)
+            return on_step
+        return make
+    monkeypatch.setattr(P, "gradual_pruning", counting(9))
+    with pytest.raises(parts.PartsFailed, match="stopped mid-part"):
+        run(store)
+    assert ck.is_file() and not store.path(part_key(kind(FT), FT)).exists()
+    calls.clear()
+    monkeypatch.setattr(P, "gradual_pruning", counting(None))
+    resumed = run(store)
+    assert calls == list(range(7, 13))                                 # epoch 1 was not trained again
+    strip = lambda r: {k: v for k, v in r.items() if k != "seconds"}
+    assert strip(resumed) == strip(whole) and not ck.exists()
