@@ -311,7 +311,7 @@ def train_student(data, teacher: nn.Module | None, kd: KDConfig | None, train: T
         x, y = subset(data.train_x, data.train_y, train_images, seed=0)
         seed_everything(train.seed)
         model = build(arch)
-        resume = path.with_name(path.stem + "-resume.pt") if path is not None and store.enabled else None
+        resume = store.resume_path(kind, config) if path is not None else None   # deleted by store.put
         t0 = time.perf_counter()
         desc = f"{arch} {'scratch' if kd is None else kd.name} seed {train.seed}"
         if kd is None:
@@ -333,8 +333,6 @@ def train_student(data, teacher: nn.Module | None, kd: KDConfig | None, train: T
             row[f"{s}_acc"] = evaluate(model, sx, sy)["acc"]
         if path is not None:
             save_state(model, path)
-            if resume is not None:
-                resume.unlink(missing_ok=True)
         return json.loads(json.dumps(row)), model   # the same plain types whether trained now or read back
 
     if store is None:
