@@ -7,7 +7,8 @@ needs a slimlab ResNet).
 * Unstructured pruning: exact-count magnitude masks, layer-wise or global (the same masks as
   `torch.nn.utils.prune.l1_unstructured` / `global_unstructured` where no two |w| tie; ties go by
   position), one-shot or gradual (Zhu & Gupta's cubic schedule through `fit`'s `on_step` hook), a random
-  baseline with the same per-layer counts, and `recalibrate_bn_` for one-shot models. A mask is a
+  baseline with the same per-layer counts, and `recalibrate_bn_` for one-shot models (on the images as
+  training saw them, `training_view`). A mask is a
   `torch.nn.utils.parametrize` parametrization on `weight`, so the original stays reachable, training
   through `fit` keeps pruned weights at zero, and `remove_masks_` removes masks only (C7).
 * Activation statistics: APoZ (average percentage of zeros after a ReLU, Hu et al. 2016,
@@ -392,7 +393,12 @@ def recalibrate_bn_(model: nn.Module, x: torch.Tensor, batch_size: int = 256) ->
     (momentum None), no gradients, no weight changes. Returns model, in the mode it came in.
 
     After one-shot pruning the stored statistics describe the unpruned network's activations; without
-    this a heavily pruned model (random masks above all) can fall to chance for that reason alone."""
+    this a heavily pruned model (random masks above all) can fall to chance for that reason alone.
+
+    Hand it the images as training showed them (`training_view`): a network trained with augmentation
+    learned its running statistics on augmented images, and its later layers expect activations
+    normalised by those; statistics re-estimated on clean images shift every layer's input (notebook 03
+    measures what that costs the unpruned reference)."""
     from .data import to_float
     check_model(model)
     check_tensor(x, "x", dims=4)
@@ -700,10 +706,28 @@ def part_reference(reference, sha: str) -> nn.Module:
     return copy.deepcopy(model).cpu().eval()
 
 
+def training_view(x: torch.Tensor, augment: bool = True, cutout: int = 0, seed: int = STATS_SEED) -> torch.Tensor:
+    """uint8 images (B, 3, H, W) as a training step of a recipe with `augment` and `cutout` (`TrainConfig`'s
+    fields) shows them: with `augment`, one seeded draw of `data.augment` (random crop with 4-pixel zero
+    padding, horizontal flip, then a cutout x cutout square at the mean colour when cutout > 0), the same for
+    the same seed; without it the images as they are (`fit` applies cutout only when it augments). For
+    `recalibrate_bn_`."""
+    from .data import augment as _augment
+    check_tensor(x, "x", dims=4)
+    if x.dtype != torch.uint8:
+        raise TypeError(f"x must be uint8 images (the stored form that training augments), got {x.dtype}")
+    if not isinstance(augment, bool):
+        raise TypeError(f"augment must be a bool, got {type(augment).__name__}")
+    check_int(cutout, "cutout", 0, 32)
+    check_int(seed, "seed", 0)
+    return _augment(x, torch.Generator().manual_seed(seed), cutout=cutout) if augment else x
+
+
 def part_data(config: dict, data):
     """(data, (val x, y), (test x, y), stats images) of a part: `data` resolved (`slimlab.cluster.resolve`)
     and checked against config['data']; the splits as notebook 03 draws them (val_images / test_images,
-    seed 0; bn_images or apoz_images training images, seed `STATS_SEED`; 0 = all)."""
+    seed 0; bn_images or apoz_images training images, seed `STATS_SEED`; 0 = all). With config['bn_view']
+    ({'augment': bool, 'cutout': int}: the reference's recipe) the stats images are their `training_view`."""
     from .cluster import resolve
     from .data import subset
     d = resolve(data)
@@ -714,6 +738,9 @@ def part_data(config: dict, data):
     test = subset(d.test_x, d.test_y, config["test_images"])
     n = config.get("bn_images", config.get("apoz_images"))
     stats_x = subset(d.train_x, d.train_y, n, seed=STATS_SEED)[0] if n is not None else None
+    view = config.get("bn_view")            # BN statistics: the images as the reference's recipe trained on them
+    if view is not None and stats_x is not None:
+        stats_x = training_view(stats_x, augment=view["augment"], cutout=view["cutout"])
     return d, val, test, stats_x
 
 
@@ -742,7 +769,8 @@ def model_from_blob(blob: dict) -> nn.Module:
 def oneshot_part(config: dict, *, reference, data) -> dict:
     """One point of the one-shot sweep: the reference pruned to config['sparsity'] by layer-wise and
     global magnitude and at random (layer-wise magnitude's per-layer counts, config['seed']), validation
-    accuracy with BN recalibrated on config['bn_images'] training images, and the random arm's before."""
+    accuracy with BN recalibrated on config['bn_images'] training images (their `training_view` when the
+    config has 'bn_view'), and the random arm's before."""
     base = part_reference(reference, config["base"])
     _, val, _, stats_x = part_data(config, data)
     s = config["sparsity"]

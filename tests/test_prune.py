@@ -225,6 +225,53 @@ def test_recalibrate_bn_rescues_random_one_shot_pruning():
     torch.testing.assert_close(seen["out"].mean((0, 2, 3)), m.layer2[0].bn1.bias.detach(), atol=1e-3, rtol=0)
 
 
+def test_training_view_is_one_seeded_draw_of_the_training_augmentation():
+    from slimlab.data import augment
+    x = images(16)
+    v = P.training_view(x, augment=True, cutout=8, seed=5)
+    assert v.dtype == torch.uint8 and v.shape == x.shape and not torch.equal(v, x)
+    assert torch.equal(v, augment(x, torch.Generator().manual_seed(5), cutout=8))   # what fit's batches apply
+    assert torch.equal(v, P.training_view(x, augment=True, cutout=8, seed=5))       # seeded
+    assert not torch.equal(v, P.training_view(x, augment=True, cutout=8, seed=6))
+    assert torch.equal(P.training_view(x, augment=False, cutout=8), x)             # fit: cutout only when augmenting
+    with pytest.raises(TypeError, match="uint8"):
+        P.training_view(x.float(), cutout=8)
+    with pytest.raises(TypeError, match="augment must be a bool"):
+        P.training_view(x, augment=1)
+    with pytest.raises(ValueError, match="cutout"):
+        P.training_view(x, cutout=33)
+
+
+def test_part_data_gives_the_bn_images_in_their_training_view():
+    from slimlab.data import subset
+    from test_scaling import fake_data
+    data = fake_data(n_train=60, n_eval=20)
+    base = {"data": "tiny", "val_images": 20, "test_images": 20, "bn_images": 30}
+    clean = P.part_data(base, data)[3]
+    assert torch.equal(clean, subset(data.train_x, data.train_y, 30, seed=P.STATS_SEED)[0])
+    view = P.part_data({**base, "bn_view": {"augment": True, "cutout": 16}}, data)[3]
+    assert torch.equal(view, P.training_view(clean, augment=True, cutout=16))
+
+
+def test_bn_statistics_belong_to_the_training_view(cifar):
+    """The reference ResNet-20 trained with crop, flip and cutout 16: BN statistics re-estimated on its training
+    view keep its validation accuracy; re-estimated on clean images they cost points, with no pruning at all."""
+    import copy
+    from slimlab import zoo
+    from slimlab.data import subset
+    from slimlab.train import evaluate
+    ref = zoo.load("resnet20")
+    recipe = zoo.card("resnet20")["recipe"]
+    assert recipe["augment"] and recipe["cutout"] > 0
+    val = subset(cifar.val_x, cifar.val_y, 2000)
+    x = subset(cifar.train_x, cifar.train_y, 2000, seed=P.STATS_SEED)[0]
+    base = evaluate(ref, *val)["acc"]
+    view = evaluate(P.recalibrate_bn_(copy.deepcopy(ref), P.training_view(x, True, recipe["cutout"])), *val)["acc"]
+    clean = evaluate(P.recalibrate_bn_(copy.deepcopy(ref), x), *val)["acc"]
+    assert abs(view - base) <= 1.0, (base, view)
+    assert clean < view - 1.5, (clean, view)
+
+
 def test_random_masks_keep_the_counts_and_differ_from_magnitude():
     m = tiny()
     mag = P.magnitude_masks(m, 0.7)
