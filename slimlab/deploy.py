@@ -155,7 +155,9 @@ def cpu_int8_features() -> dict[str, bool]:
 def torchao_available() -> bool:
     """True when torchao (a core dependency of slimlab) imports with this torch."""
     try:
-        import torchao.quantization.pt2e.quantize_pt2e  # noqa: F401
+        # torchao registers an Enum with torch's pytree at import, which torch 2.14 logs as deprecated: not ours
+        with quiet_logging(names=("torch.utils._pytree",)):
+            import torchao.quantization.pt2e.quantize_pt2e  # noqa: F401
     except Exception:  # ImportError, or a torchao built for another torch
         return False
     return True
