@@ -409,12 +409,18 @@ def _collapse_returns(text: str) -> str:
                      for line in text.split("\n"))
 
 
-def clean_progress(path: str | os.PathLike) -> tuple[int, int]:
+WIDGET_TEXT = ("[an interactive widget: it needs a live kernel (run the notebook); the static figures beside it "
+               "show its states]")
+
+
+def clean_progress(path: str | os.PathLike) -> tuple[int, int, int]:
     """Rewrite an executed notebook so that no frozen progress bar is left: every tqdm widget output
     becomes one stderr line with the bar's final state (from the saved widget state; dropped where
     none was saved), their widget models go from the metadata, and text progress (carriage returns)
-    in stream outputs keeps only its last state. Returns (bars replaced or dropped, streams collapsed);
-    the file is rewritten (atomically) only when something changed."""
+    in stream outputs keeps only its last state. Every other widget (a slider) keeps its saved state,
+    and its plain-text form, which is what a viewer without a kernel shows (GitHub), becomes
+    `WIDGET_TEXT` instead of the widget's repr. Returns (bars replaced or dropped, streams collapsed,
+    widgets labelled); the file is rewritten (atomically) only when something changed."""
     import nbformat
     from .files import atomic_write_text
     p = Path(path)
@@ -426,7 +432,7 @@ def clean_progress(path: str | os.PathLike) -> tuple[int, int]:
         raise ValueError(f"{p}: not a readable notebook ({type(e).__name__}: {e})") from None
     widgets = nb.metadata.get("widgets", {}).get(WIDGET_STATE, {})
     state = widgets.get("state", {})
-    bars, streams, dropped, kept = 0, 0, set(), set()
+    bars, streams, labelled, dropped, kept = 0, 0, 0, set(), set()
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
@@ -445,18 +451,21 @@ def clean_progress(path: str | os.PathLike) -> tuple[int, int]:
                 streams += 1
             if WIDGET_VIEW in o.get("data", {}):
                 kept |= _refs(state, o["data"][WIDGET_VIEW].get("model_id"))
+                if o["data"].get("text/plain") != WIDGET_TEXT:
+                    o["data"]["text/plain"] = WIDGET_TEXT
+                    labelled += 1
             outs.append(o)
         cell.outputs = outs
-    if not (bars or streams):
-        return 0, 0
+    if not (bars or streams or labelled):
+        return 0, 0, 0
     for mid in dropped - kept:
         state.pop(mid, None)
     if widgets and not state:
         nb.metadata["widgets"].pop(WIDGET_STATE)
         if not nb.metadata["widgets"]:
             nb.metadata.pop("widgets")
-    atomic_write_text(p, nbformat.writes(nb))
-    return bars, streams
+    atomic_write_text(p, nbformat.writes(nb) + "\n")   # the newline editors and git expect at the end
+    return bars, streams, labelled
 
 
 def publish_evidence(executed: str | os.PathLike, root: Path | None = None) -> tuple[Path, Path | None]:
@@ -506,8 +515,9 @@ def main(argv: list[str] | None = None) -> int:
         return f"{path} -> {dest}" + (f"; removed the older {old}" if old else "")
 
     def cleaned(path):
-        bars, streams = clean_progress(path)
-        return f"{path}: {bars} progress bar(s) replaced by their final line, {streams} text stream(s) collapsed"
+        bars, streams, widgets = clean_progress(path)
+        return (f"{path}: {bars} progress bar(s) replaced by their final line, {streams} text stream(s) collapsed, "
+                f"{widgets} widget(s) labelled for viewers without a kernel")
 
     action, paths = (published, args.publish) if args.publish else (cleaned, args.clean_progress)
     for path in paths:

@@ -223,26 +223,28 @@ def test_clean_progress_replaces_frozen_bars_by_their_final_line(tmp_path, capsy
     import nbformat
     path = _notebook_with_bars(tmp_path / "x.ipynb")
     assert nb.main(["--clean-progress", str(path)]) == 0
-    assert "1 progress bar(s) replaced by their final line, 1 text stream(s) collapsed" in capsys.readouterr().out
+    assert ("1 progress bar(s) replaced by their final line, 1 text stream(s) collapsed, 1 widget(s) labelled"
+            in capsys.readouterr().out)
     out = nbformat.read(str(path), as_version=4)
     fit_outs = out.cells[0].outputs
     assert [o.output_type for o in fit_outs] == ["stream", "stream"]
     assert fit_outs[0].text == "fine\u2011tune: 100%|██████████| 600/600 [04:00<00:00,  2.38step/s]\n"
     assert fit_outs[1].text == "acc 86.9%\n"
     assert not re.search(r"(?<!\d)0%\|", json.dumps(out))               # no frozen bar anywhere
-    assert out.cells[1].outputs[0].data["text/plain"].startswith("interactive(")   # the slider is kept
+    slider = out.cells[1].outputs[0].data                                   # the slider is kept, with a readable text form
+    assert "application/vnd.jupyter.widget-view+json" in slider and slider["text/plain"] == nb.WIDGET_TEXT
     assert out.cells[2].outputs[0].text == "sweep: 100%|###| 3/3 [00:03<00:00]\ndone\n"
     state = out.metadata.widgets["application/vnd.jupyter.widget-state+json"]["state"]
     assert sorted(state) == ["lay2", "slider1"]                            # the bar's models went with it
     nbformat.validate(out)
     before = path.read_bytes()
-    assert nb.clean_progress(path) == (0, 0) and path.read_bytes() == before   # idempotent, not rewritten
+    assert nb.clean_progress(path) == (0, 0, 0) and path.read_bytes() == before   # idempotent, not rewritten
 
 
 def test_clean_progress_drops_bars_without_saved_state(tmp_path):
     import nbformat
     path = _notebook_with_bars(tmp_path / "y.ipynb", with_state=False)
-    assert nb.clean_progress(path) == (1, 1)
+    assert nb.clean_progress(path) == (1, 1, 1)
     out = nbformat.read(str(path), as_version=4)
     assert [o.get("text") for o in out.cells[0].outputs] == ["acc 86.9%\n"]
 
