@@ -219,7 +219,7 @@ FULL = Profile(
         finetune_sparsities=(0.5, 0.8, 0.9), finetune_batch=128, finetune_lr=0.01,
         sensitivity_sparsities=(0.5, 0.7, 0.9, 0.95), sensitivity_images=2000, judge_fraction=0.25,
         trim_rounds=2, latency_batch=32, stats_samples=20000, seeds=(0, 1, 2),
-        latency_rounds=9, goal_sparsities=(0.8, 0.9), goal_steps=6000,
+        latency_rounds=9, goal_sparsities=(0.7, 0.8, 0.9), goal_steps=6000,
     ),
     share=ShareSection(
         eval_images=0, energies=(0.5, 0.7, 0.8, 0.9, 0.95, 0.99), kmeans_bits=(1, 2, 3, 4, 5, 6, 8),
