@@ -29,8 +29,7 @@ run: install
 	@mkdir -p build/notebooks
 	@for nb in $(NOTEBOOKS); do \
 	  echo ">>> $$nb (profile $(PROFILE))"; \
-	  SLIMLAB_PROFILE=$(PROFILE) $(VENV)/bin/jupyter nbconvert --to notebook --execute \
-	    --ExecutePreprocessor.timeout=-1 --output-dir build/notebooks "$$nb" || exit 1; \
+	  SLIMLAB_PROFILE=$(PROFILE) $(PY) -m slimlab.execute "$$nb" --output-dir build/notebooks || exit 1; \
 	done
 	SLIMLAB_PROFILE=$(PROFILE) $(PY) -m slimlab.report
 	SLIMLAB_PROFILE=$(PROFILE) $(PY) browser/build_site.py
@@ -102,6 +101,6 @@ full: install
 	@test -f notebooks/$(NB).ipynb || { echo "no notebooks/$(NB).ipynb"; exit 2; }
 	@mkdir -p logs build/full
 	@echo ">>> $(NB), full profile, parts: $(if $(SLIMLAB_DASK),Dask $(SLIMLAB_DASK),serial)"
-	set -o pipefail; SLIMLAB_PROFILE=full SLIMLAB_DASK="$(SLIMLAB_DASK)" OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=1073741824 $(VENV)/bin/jupyter nbconvert --to notebook \
-	  --execute --ExecutePreprocessor.timeout=-1 --output-dir build/full notebooks/$(NB).ipynb 2>&1 | tee logs/full-$(NB).log
+	set -o pipefail; SLIMLAB_PROFILE=full SLIMLAB_DASK="$(SLIMLAB_DASK)" OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=1073741824 $(PY) -m slimlab.execute \
+	  notebooks/$(NB).ipynb --output-dir build/full 2>&1 | tee logs/full-$(NB).log   # nbconvert --execute, with no unbounded waits
 	$(PY) -m slimlab.nb --clean-progress build/full/$(NB).ipynb   # frozen tqdm widgets -> their final line
