@@ -2,9 +2,9 @@
 
 Usage: python browser/build_site.py [--out build/site] [--notebooks DIR] [--profile quick|full]
 
-The notebooks come from one folder, `NOTEBOOK_SOURCE`: the executed full-profile notebooks
-(results/full/notebooks/) while they live there, else the committed notebooks/ (which then carry the
-full-profile outputs); `--notebooks DIR` (or `make site SITE_NOTEBOOKS=DIR`) picks another, e.g.
+The notebooks come from one folder, `NOTEBOOK_SOURCE`: the committed notebooks/, which carry the
+full-profile outputs of the v2 run (results/full/notebooks/, where the v1 run kept its executed notebooks,
+would be read first if it came back); `--notebooks DIR` (or `make site SITE_NOTEBOOKS=DIR`) picks another, e.g.
 build/notebooks after `make run`. A notebook of notebooks/ that the folder lacks (00_setup) is taken
 from notebooks/. Pages are made by `jupyter nbconvert --to html` from snapshots whose frozen progress
 bars were replaced by their final line (`slimlab.nb.clean_progress`); figures are embedded as data URIs.
