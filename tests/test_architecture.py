@@ -22,7 +22,7 @@ LAYERS = {
     "deploy": 5, "combine": 6,
     # verdicts, then the course tools
     "claims": 7,
-    "nb": 8, "report": 8, "goals": 8, "exercises": 8, "student": 8,
+    "nb": 8, "report": 8, "goals": 8, "exercises": 8, "student": 8, "execute": 8,
 }
 # the named exceptions: (importer, imported), each with its reason
 ALLOWED: dict[tuple[str, str], str] = {
