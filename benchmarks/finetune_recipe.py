@@ -13,7 +13,8 @@ it fine-tunes the same starting models for the same steps with
   * "low-lr":  the course's recipe with a peak learning rate ten times lower (0.001), and
   * "teacher-low-lr": the reference's own label smoothing and augmentation at that lower learning rate,
 
-starting from the unchanged reference and from its 4-bit k-means share (density start), and reports validation
+starting from the unchanged reference, from its k-means share (density start, `--bits`) and from a one-shot
+layer-wise magnitude-pruned copy (`--sparsity`, masks kept through the fine-tune), as `--starts` asks, and reports validation
 accuracy (all 5,000 validation images; no test numbers: this informs the next run's recipe, chosen on
 validation).
 
@@ -34,6 +35,7 @@ from pathlib import Path
 
 import torch
 
+from slimlab import prune as PR
 from slimlab import share as S
 from slimlab import zoo
 from slimlab.data import load_cifar10
@@ -53,7 +55,10 @@ def recipes(steps: int, seed: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=600)
-    ap.add_argument("--bits", type=int, default=4)
+    ap.add_argument("--bits", type=int, default=4, help="bit width of the k-means start")
+    ap.add_argument("--sparsity", type=float, default=0.8, help="sparsity of the one-shot magnitude start")
+    ap.add_argument("--starts", nargs="+", default=["reference", "kmeans"], choices=["reference", "kmeans", "magnitude"],
+                    help="the models fine-tuned: the unchanged reference, its k-means share, its magnitude-pruned copy")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--recipes", nargs="+", default=list(recipes(1, 0)), choices=list(recipes(1, 0)))
     ap.add_argument("--json", default=None)
@@ -62,9 +67,14 @@ def main() -> None:
     d = load_cifar10(progress=False)
     ref = zoo.load("resnet20")
     val = lambda m: evaluate(m, d.val_x, d.val_y)["acc"]
-    starts = {"reference": lambda: zoo.load("resnet20"),
-              f"kmeans-{args.bits}bit-density": lambda: S.kmeans_share(ref, S.KMeansConfig(bits=args.bits, init="density",
-                                                                                          grad="mean"))}
+    if not 0 < args.sparsity < 1:
+        raise ValueError(f"--sparsity must be in (0, 1), got {args.sparsity}")
+    every = {"reference": ("reference", lambda: zoo.load("resnet20")),
+             "kmeans": (f"kmeans-{args.bits}bit-density",
+                        lambda: S.kmeans_share(ref, S.KMeansConfig(bits=args.bits, init="density", grad="mean"))),
+             "magnitude": (f"magnitude-{round(100 * args.sparsity)}pc",          # one-shot, layer-wise, masks kept
+                           lambda: PR.prune_magnitude(ref, args.sparsity))}
+    starts = dict(every[k] for k in args.starts)
     rows = []
     for start, make in starts.items():
         before = val(make())
@@ -80,9 +90,9 @@ def main() -> None:
                              "seconds": time.perf_counter() - t0, "config": asdict(cfg)})
                 print(f"{start:22s} {name:7s} seed {seed}: val {before:.2f}% -> {after:.2f}% "
                       f"({after - before:+.2f} pt, {rows[-1]['seconds']:.0f} s)", flush=True)
-    commands = ["OMP_NUM_THREADS=%s python benchmarks/finetune_recipe.py --steps %d --bits %d --seeds %s --recipes %s"
-                % (os.environ.get("OMP_NUM_THREADS", "?"), args.steps, args.bits, " ".join(map(str, args.seeds)),
-                   " ".join(args.recipes))]
+    commands = ["OMP_NUM_THREADS=%s python benchmarks/finetune_recipe.py --steps %d --bits %d --sparsity %g --starts %s "
+                "--seeds %s --recipes %s" % (os.environ.get("OMP_NUM_THREADS", "?"), args.steps, args.bits, args.sparsity,
+                                             " ".join(args.starts), " ".join(map(str, args.seeds)), " ".join(args.recipes))]
     summary = {}
     for start in starts:
         for name in recipes(args.steps, 0):
