@@ -25,31 +25,33 @@ Run by hand (about 2 min per fine-tune and thread on an AVX-512 BF16 core):
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import time
 from dataclasses import asdict, replace
 from datetime import datetime, timezone
-from pathlib import Path
 
 import torch
 
+from slimlab import combine as C
 from slimlab import prune as PR
 from slimlab import share as S
 from slimlab import zoo
 from slimlab.data import load_cifar10
+from slimlab.files import atomic_json
 from slimlab.machine import describe, machine_info
 from slimlab.train import evaluate, fit, resolve_precision
 
 
+RECIPES = ("course", "teacher", "low-lr", "teacher-low-lr")
+
+
 def recipes(steps: int, seed: int) -> dict:
+    """The four fine-tune recipes (`train.TrainConfig`), same steps, seed, batch and schedule."""
     course = S.finetune_config(steps, 128, seed=seed)
-    teacher = replace(zoo.RECIPES["resnet20"].config, epochs=1, steps=steps, batch_size=course.batch_size, lr=course.lr,
-                      schedule=course.schedule, warmup=course.warmup, weight_decay=course.weight_decay, seed=seed)
-    teacher.validate()
-    return {"course": course, "teacher": teacher, "low-lr": replace(course, lr=course.lr / 10),
-            "teacher-low-lr": replace(teacher, lr=course.lr / 10)}
+    # the reference's own recipe at lr 0.01 with cosine (05's C12 fine-tune), given the course's warm-up
+    teacher = replace(C.c12_finetune_config(steps, seed, course.batch_size), warmup=course.warmup)
+    return dict(zip(RECIPES, (course, teacher, replace(course, lr=course.lr / 10), replace(teacher, lr=course.lr / 10))))
 
 
 def main() -> None:
@@ -60,7 +62,7 @@ def main() -> None:
     ap.add_argument("--starts", nargs="+", default=["reference", "kmeans"], choices=["reference", "kmeans", "magnitude"],
                     help="the models fine-tuned: the unchanged reference, its k-means share, its magnitude-pruned copy")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
-    ap.add_argument("--recipes", nargs="+", default=list(recipes(1, 0)), choices=list(recipes(1, 0)))
+    ap.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=RECIPES)
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     print(f"{describe()}\n{torch.get_num_threads()} thread(s); precision auto -> {resolve_precision('auto', 'cpu')}")
@@ -95,22 +97,17 @@ def main() -> None:
                                              " ".join(args.starts), " ".join(map(str, args.seeds)), " ".join(args.recipes))]
     summary = {}
     for start in starts:
-        for name in recipes(args.steps, 0):
+        for name in RECIPES:
             v = [r["val_after"] for r in rows if r["start"] == start and r["recipe"] == name]
             if v:
                 summary[f"{start}/{name}"] = statistics.fmean(v)
     print("means:", {k: round(v, 2) for k, v in summary.items()})
     if args.json:
-        out = Path(args.json)
-        out.parent.mkdir(parents=True, exist_ok=True)
         doc = {"commands": commands,
                "utc": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine_info(),
                "precision": resolve_precision("auto", "cpu"), "val_images": len(d.val_y),
                "reference_val_acc": val(ref), "rows": rows, "means": summary}
-        tmp = out.with_name(f".{out.name}.tmp")
-        tmp.write_text(json.dumps(doc, indent=1, default=str))
-        os.replace(tmp, out)
-        print("wrote", out)
+        print("wrote", atomic_json(doc, args.json))
 
 
 if __name__ == "__main__":

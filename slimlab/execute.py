@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from queue import Empty
 
+from .files import atomic_path
+
 __all__ = ["execute_notebook"]
 
 
@@ -73,6 +75,7 @@ def execute_notebook(src: str | os.PathLike, out: str | os.PathLike, *, cwd: str
     if not cwd.is_dir():
         raise ValueError(f"cwd must be an existing folder, got {str(cwd)!r}")
 
+    nb = nbformat.read(src, as_version=4)
     logf = open(log, "a", encoding="utf-8") if log is not None else None
 
     def say(what: str, cell, index: int) -> None:
@@ -82,24 +85,18 @@ def execute_notebook(src: str | os.PathLike, out: str | os.PathLike, *, cwd: str
         if logf is not None:
             print(line, file=logf, flush=True)
 
-    nb = nbformat.read(src, as_version=4)
-    client = _client_class()(
-        nb, timeout=poll_s, iopub_timeout=30, kernel_name=kernel_name, resources={"metadata": {"path": str(cwd)}},
-        on_cell_start=lambda cell, cell_index: say("start", cell, cell_index),
-        on_cell_executed=lambda cell, cell_index, execute_reply: say("done", cell, cell_index))
-    client.poll_s = float(poll_s)
     try:
+        client = _client_class()(
+            nb, timeout=poll_s, iopub_timeout=30, kernel_name=kernel_name, resources={"metadata": {"path": str(cwd)}},
+            on_cell_start=lambda cell, cell_index: say("start", cell, cell_index),
+            on_cell_executed=lambda cell, cell_index, execute_reply: say("done", cell, cell_index))
+        client.poll_s = float(poll_s)
         client.execute()
     finally:
         if logf is not None:
             logf.close()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(out) as tmp:
         nbformat.write(nb, str(tmp))
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     return out
 
 

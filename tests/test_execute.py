@@ -29,7 +29,7 @@ def test_runs_every_cell_in_the_notebooks_folder_and_logs_them(tmp_path):
     assert code[2]["outputs"][0]["data"]["text/plain"] == "42"
     lines = (tmp_path / "cells.log").read_text().splitlines()
     assert sum(" start cell " in ln for ln in lines) == 4 and sum(" done cell " in ln for ln in lines) == 3   # markdown cells start, only code cells execute
-    assert not list((tmp_path / "out").glob(".*tmp"))
+    assert not list((tmp_path / "out").glob("*tmp"))   # no temporary file left beside it
 
 
 def test_a_failing_cell_raises_and_writes_nothing(tmp_path):
